@@ -1,0 +1,51 @@
+// The plain TypeScript CPU backend: typed-array storage and a total kernel table. It is the reference
+// every other backend is tested against and falls back to.
+
+import type { Backend, Storage, View } from "../backend/backend.js";
+import { bytesPerElement, type DType, type TypedArray, typedArrayFor } from "../dtype.js";
+import type { KernelTable } from "../ops/signatures.js";
+import { elementwiseKernels } from "./kernels-elementwise.js";
+import { indexingKernels } from "./kernels-indexing.js";
+import { matmul } from "./kernels-matmul.js";
+import { reduceKernels } from "./kernels-reduce.js";
+import { CpuStorage, rowMajor } from "./storage.js";
+
+export const cpuKernels: KernelTable = {
+  ...elementwiseKernels,
+  ...reduceKernels,
+  ...indexingKernels,
+  matmul,
+};
+
+export function createCpuBackend(name = "cpu", kernels: KernelTable = cpuKernels): Backend {
+  let live = 0;
+  const copyOf = (data: TypedArray, dtype: DType): TypedArray => {
+    const out = typedArrayFor(dtype, data.length);
+    out.set(data);
+    return out;
+  };
+  return {
+    name,
+    kernels,
+    alloc(dtype: DType, size: number): Storage {
+      live += size * bytesPerElement(dtype);
+      return new CpuStorage(dtype, typedArrayFor(dtype, size));
+    },
+    fromArray(data: TypedArray, dtype: DType): Storage {
+      live += data.length * bytesPerElement(dtype);
+      return new CpuStorage(dtype, copyOf(data, dtype));
+    },
+    readSync(view: View): TypedArray {
+      return copyOf(rowMajor(view), view.dtype);
+    },
+    read(view: View): Promise<TypedArray> {
+      return Promise.resolve(this.readSync!(view));
+    },
+    free(storage: Storage): void {
+      const s = storage as CpuStorage;
+      live -= s.data.length * bytesPerElement(s.dtype);
+      s.data = typedArrayFor(s.dtype, 0);
+    },
+    liveBytes: () => live,
+  };
+}

@@ -1,0 +1,43 @@
+// The Backend interface: storage plus a kernel table, nothing else. No shape logic and no autograd live
+// here (style guide 3.3); the frontend hands kernels strided views whose shapes it already checked.
+
+import type { DType, TypedArray } from "../dtype.js";
+import type { KernelTable } from "../ops/signatures.js";
+
+/** A strided window onto a storage: the same layout PyTorch keeps (shape, strides, offset in elements). */
+export interface Layout {
+  readonly shape: readonly number[];
+  readonly strides: readonly number[];
+  readonly offset: number;
+}
+
+/** Opaque handle owned by exactly one backend. `size` counts elements of `dtype`. */
+export interface Storage {
+  readonly backend: string;
+  readonly dtype: DType;
+  readonly size: number;
+}
+
+export interface View {
+  readonly storage: Storage;
+  readonly layout: Layout;
+  readonly dtype: DType;
+}
+
+export interface Backend {
+  /** "cpu" | "wasm" | "webgpu" | ... */
+  readonly name: string;
+  /** A zero-filled storage of `size` elements. */
+  alloc(dtype: DType, size: number): Storage;
+  /** A storage holding a copy of `data`, read as `dtype` (bool is stored as uint8). */
+  fromArray(data: TypedArray, dtype: DType): Storage;
+  /** The elements of `view` in row-major order, as a fresh typed array. The only way out of a GPU. */
+  read(view: View): Promise<TypedArray>;
+  /** Synchronous read; CPU backends only. */
+  readSync?(view: View): TypedArray;
+  free(storage: Storage): void;
+  /** Bytes currently held, for leak tests. */
+  liveBytes(): number;
+  /** A CPU backend's table is total; any other backend may implement a subset and fall back to CPU. */
+  readonly kernels: Partial<KernelTable>;
+}
