@@ -9,6 +9,10 @@ export default defineConfig({
     alias: [
       { find: /^@tsgrad\/tensor\/testing$/, replacement: src("tensor/src/testing/index.ts") },
       { find: /^@tsgrad\/tensor$/, replacement: src("tensor/src/index.ts") },
+      { find: /^@tsgrad\/nn$/, replacement: src("nn/src/index.ts") },
+      { find: /^@tsgrad\/peft$/, replacement: src("peft/src/index.ts") },
+      { find: /^@tsgrad\/trl$/, replacement: src("trl/src/index.ts") },
+      { find: /^@tsgrad\/backend-gpu$/, replacement: src("backend-gpu/src/index.ts") },
     ],
   },
   test: {
