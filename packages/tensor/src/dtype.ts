@@ -28,7 +28,9 @@ export function isFloat(dtype: DType): dtype is FloatDType {
 
 export function assertDType(dtype: unknown, where: string): asserts dtype is DType {
   if (!DTYPES.includes(dtype as DType)) {
-    throw new TypeError(`${where}: unknown dtype ${JSON.stringify(dtype)}; expected one of ${DTYPES.join(", ")}`);
+    throw new TypeError(
+      `${where}: unknown dtype ${JSON.stringify(dtype)}; expected one of ${DTYPES.join(", ")}`,
+    );
   }
 }
 

@@ -44,7 +44,11 @@ function collect(value: unknown, into: Set<unknown>, depth = 0): void {
     into.add(value);
     return;
   }
-  const items = Array.isArray(value) ? value : value instanceof Map ? [...value.values()] : Object.values(value);
+  const items = Array.isArray(value)
+    ? value
+    : value instanceof Map
+      ? [...value.values()]
+      : Object.values(value);
   for (const v of items) collect(v, into, depth + 1);
 }
 
@@ -63,7 +67,8 @@ export function tidy<T>(fn: () => T): T {
   } finally {
     scopes.pop();
   }
-  if (result instanceof Promise) throw new Error("tidy: fn must be synchronous; await reads outside the scope");
+  if (result instanceof Promise)
+    throw new Error("tidy: fn must be synchronous; await reads outside the scope");
   const survivors = new Set<unknown>();
   collect(result, survivors);
   const parent = scopes[scopes.length - 1];

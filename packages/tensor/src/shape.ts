@@ -39,16 +39,23 @@ export function shapesEqual(a: Shape, b: Shape): boolean {
 export function normalizeDim(op: string, dim: number, rank: number): number {
   const r = Math.max(rank, 1);
   if (!Number.isInteger(dim) || dim < -r || dim >= r) {
-    throw new RangeError(`${op}: dim ${dim} is out of range for a tensor of rank ${rank}; expected ${-r}..${r - 1}`);
+    throw new RangeError(
+      `${op}: dim ${dim} is out of range for a tensor of rank ${rank}; expected ${-r}..${r - 1}`,
+    );
   }
   return dim < 0 ? dim + r : dim;
 }
 
-export function normalizeDims(op: string, dims: number | readonly number[] | undefined, rank: number): number[] {
+export function normalizeDims(
+  op: string,
+  dims: number | readonly number[] | undefined,
+  rank: number,
+): number[] {
   if (dims === undefined) return Array.from({ length: rank }, (_, i) => i);
   const list = typeof dims === "number" ? [dims] : dims;
   const out = list.map((d) => normalizeDim(op, d, rank));
-  if (new Set(out).size !== out.length) throw new RangeError(`${op}: dim ${JSON.stringify(dims)} repeats a dimension`);
+  if (new Set(out).size !== out.length)
+    throw new RangeError(`${op}: dim ${JSON.stringify(dims)} repeats a dimension`);
   return out.sort((a, b) => a - b);
 }
 
@@ -74,7 +81,8 @@ export function broadcastShapes(op: string, ...shapes: Shape[]): number[] {
 
 export function checkShape(op: string, shape: Shape): void {
   for (const d of shape) {
-    if (!Number.isInteger(d) || d < 0) throw new RangeError(`${op}: invalid shape ${fmt(shape)}; dims must be integers >= 0`);
+    if (!Number.isInteger(d) || d < 0)
+      throw new RangeError(`${op}: invalid shape ${fmt(shape)}; dims must be integers >= 0`);
   }
 }
 
@@ -87,7 +95,9 @@ export function inferReshape(op: string, from: Shape, to: readonly number[]): nu
   const out = to.map((d) => (d === -1 ? (known === 0 ? 0 : total / known) : d));
   checkShape(op, out);
   if (numel(out) !== total || out.some((d) => !Number.isInteger(d))) {
-    throw new RangeError(`${op}: shape ${fmt(to)} is invalid for a tensor of shape ${fmt(from)} (${total} elements)`);
+    throw new RangeError(
+      `${op}: shape ${fmt(to)} is invalid for a tensor of shape ${fmt(from)} (${total} elements)`,
+    );
   }
   return out;
 }

@@ -1,12 +1,12 @@
 // Tensor: metadata (shape, strides, offset, dtype), a shared storage on one backend, and an optional
 // autograd node. Method sugar only: every method calls a function in ops/ or functional/, where the math is.
 
+import { backward, type GradNode } from "./autograd/engine.js";
 import type { Backend, View } from "./backend/backend.js";
 import type { DType, TypedArray } from "./dtype.js";
-import { type Disposable, keep, StorageRef, trackTensor } from "./memory.js";
-import { contiguousStrides, fmt, isContiguous, numel } from "./shape.js";
+import { type Disposable, keep, type StorageRef, trackTensor } from "./memory.js";
 import * as F from "./ops/index.js";
-import { backward, type GradNode } from "./autograd/engine.js";
+import { contiguousStrides, fmt, isContiguous, numel } from "./shape.js";
 
 export type Scalar = number | boolean;
 export type TensorLike = Tensor | number;
@@ -28,7 +28,13 @@ export class Tensor implements Disposable {
   private disposed = false;
 
   /** @internal Use the creation functions (tensor, zeros, randn, ...) instead. */
-  constructor(store: StorageRef, shape: readonly number[], dtype: DType, strides?: readonly number[], offset = 0) {
+  constructor(
+    store: StorageRef,
+    shape: readonly number[],
+    dtype: DType,
+    strides?: readonly number[],
+    offset = 0,
+  ) {
     this._store = store;
     this.shape = Object.freeze([...shape]);
     this.strides = Object.freeze(strides ? [...strides] : contiguousStrides(shape));
@@ -86,7 +92,8 @@ export class Tensor implements Disposable {
   /** Synchronous read; CPU backends only. */
   dataSync(): TypedArray {
     const read = this.backend.readSync;
-    if (!read) throw new Error(`dataSync: backend "${this.device}" cannot read synchronously; use await t.data()`);
+    if (!read)
+      throw new Error(`dataSync: backend "${this.device}" cannot read synchronously; use await t.data()`);
     return read.call(this.backend, this._view);
   }
   async item(): Promise<number> {
@@ -108,7 +115,8 @@ export class Tensor implements Disposable {
     backward(this, gradient, options);
   }
   requiresGrad_(flag = true): this {
-    if (!this.isLeaf) throw new Error("requiresGrad_: only leaf tensors can change requiresGrad; use detach() first");
+    if (!this.isLeaf)
+      throw new Error("requiresGrad_: only leaf tensors can change requiresGrad; use detach() first");
     this.requiresGrad = flag;
     return this;
   }
@@ -128,96 +136,246 @@ export class Tensor implements Disposable {
   }
 
   // ---- elementwise ----
-  add(other: TensorLike, alpha?: number): Tensor { return F.add(this, other, alpha); }
-  sub(other: TensorLike, alpha?: number): Tensor { return F.sub(this, other, alpha); }
-  mul(other: TensorLike): Tensor { return F.mul(this, other); }
-  div(other: TensorLike): Tensor { return F.div(this, other); }
-  pow(exponent: TensorLike): Tensor { return F.pow(this, exponent); }
-  maximum(other: TensorLike): Tensor { return F.maximum(this, other); }
-  minimum(other: TensorLike): Tensor { return F.minimum(this, other); }
-  clamp(min?: number | null, max?: number | null): Tensor { return F.clamp(this, min, max); }
-  neg(): Tensor { return F.neg(this); }
-  exp(): Tensor { return F.exp(this); }
-  log(): Tensor { return F.log(this); }
-  sqrt(): Tensor { return F.sqrt(this); }
-  rsqrt(): Tensor { return F.rsqrt(this); }
-  reciprocal(): Tensor { return F.reciprocal(this); }
-  square(): Tensor { return F.square(this); }
-  sin(): Tensor { return F.sin(this); }
-  cos(): Tensor { return F.cos(this); }
-  tanh(): Tensor { return F.tanh(this); }
-  sigmoid(): Tensor { return F.sigmoid(this); }
-  erf(): Tensor { return F.erf(this); }
-  abs(): Tensor { return F.abs(this); }
-  sign(): Tensor { return F.sign(this); }
-  relu(): Tensor { return F.relu(this); }
-  silu(): Tensor { return F.silu(this); }
-  gelu(approximate: "none" | "tanh" = "none"): Tensor { return F.gelu(this, approximate); }
-  eq(other: TensorLike): Tensor { return F.eq(this, other); }
-  ne(other: TensorLike): Tensor { return F.ne(this, other); }
-  lt(other: TensorLike): Tensor { return F.lt(this, other); }
-  le(other: TensorLike): Tensor { return F.le(this, other); }
-  gt(other: TensorLike): Tensor { return F.gt(this, other); }
-  ge(other: TensorLike): Tensor { return F.ge(this, other); }
-  logicalNot(): Tensor { return F.logicalNot(this); }
-  logicalAnd(other: Tensor): Tensor { return F.logicalAnd(this, other); }
-  logicalOr(other: Tensor): Tensor { return F.logicalOr(this, other); }
+  add(other: TensorLike, alpha?: number): Tensor {
+    return F.add(this, other, alpha);
+  }
+  sub(other: TensorLike, alpha?: number): Tensor {
+    return F.sub(this, other, alpha);
+  }
+  mul(other: TensorLike): Tensor {
+    return F.mul(this, other);
+  }
+  div(other: TensorLike): Tensor {
+    return F.div(this, other);
+  }
+  pow(exponent: TensorLike): Tensor {
+    return F.pow(this, exponent);
+  }
+  maximum(other: TensorLike): Tensor {
+    return F.maximum(this, other);
+  }
+  minimum(other: TensorLike): Tensor {
+    return F.minimum(this, other);
+  }
+  clamp(min?: number | null, max?: number | null): Tensor {
+    return F.clamp(this, min, max);
+  }
+  neg(): Tensor {
+    return F.neg(this);
+  }
+  exp(): Tensor {
+    return F.exp(this);
+  }
+  log(): Tensor {
+    return F.log(this);
+  }
+  sqrt(): Tensor {
+    return F.sqrt(this);
+  }
+  rsqrt(): Tensor {
+    return F.rsqrt(this);
+  }
+  reciprocal(): Tensor {
+    return F.reciprocal(this);
+  }
+  square(): Tensor {
+    return F.square(this);
+  }
+  sin(): Tensor {
+    return F.sin(this);
+  }
+  cos(): Tensor {
+    return F.cos(this);
+  }
+  tanh(): Tensor {
+    return F.tanh(this);
+  }
+  sigmoid(): Tensor {
+    return F.sigmoid(this);
+  }
+  erf(): Tensor {
+    return F.erf(this);
+  }
+  abs(): Tensor {
+    return F.abs(this);
+  }
+  sign(): Tensor {
+    return F.sign(this);
+  }
+  relu(): Tensor {
+    return F.relu(this);
+  }
+  silu(): Tensor {
+    return F.silu(this);
+  }
+  gelu(approximate: "none" | "tanh" = "none"): Tensor {
+    return F.gelu(this, approximate);
+  }
+  eq(other: TensorLike): Tensor {
+    return F.eq(this, other);
+  }
+  ne(other: TensorLike): Tensor {
+    return F.ne(this, other);
+  }
+  lt(other: TensorLike): Tensor {
+    return F.lt(this, other);
+  }
+  le(other: TensorLike): Tensor {
+    return F.le(this, other);
+  }
+  gt(other: TensorLike): Tensor {
+    return F.gt(this, other);
+  }
+  ge(other: TensorLike): Tensor {
+    return F.ge(this, other);
+  }
+  logicalNot(): Tensor {
+    return F.logicalNot(this);
+  }
+  logicalAnd(other: Tensor): Tensor {
+    return F.logicalAnd(this, other);
+  }
+  logicalOr(other: Tensor): Tensor {
+    return F.logicalOr(this, other);
+  }
   /** torch.Tensor.where: `condition ? this : other`. */
-  where(condition: Tensor, other: TensorLike): Tensor { return F.where(condition, this, other); }
-  maskedFill(mask: Tensor, value: number): Tensor { return F.maskedFill(this, mask, value); }
+  where(condition: Tensor, other: TensorLike): Tensor {
+    return F.where(condition, this, other);
+  }
+  maskedFill(mask: Tensor, value: number): Tensor {
+    return F.maskedFill(this, mask, value);
+  }
 
   // ---- dtype ----
-  to(dtype: DType): Tensor { return F.cast(this, dtype); }
-  float(): Tensor { return F.cast(this, "float32"); }
-  double(): Tensor { return F.cast(this, "float64"); }
-  int(): Tensor { return F.cast(this, "int32"); }
-  bool(): Tensor { return F.cast(this, "bool"); }
+  to(dtype: DType): Tensor {
+    return F.cast(this, dtype);
+  }
+  float(): Tensor {
+    return F.cast(this, "float32");
+  }
+  double(): Tensor {
+    return F.cast(this, "float64");
+  }
+  int(): Tensor {
+    return F.cast(this, "int32");
+  }
+  bool(): Tensor {
+    return F.cast(this, "bool");
+  }
   /** Moves the data to another backend ("cpu", "wasm", "webgpu", ...). */
-  toDevice(device: string): Promise<Tensor> { return F.toDevice(this, device); }
+  toDevice(device: string): Promise<Tensor> {
+    return F.toDevice(this, device);
+  }
 
   // ---- reductions ----
-  sum(dim?: number | number[], keepdim = false): Tensor { return F.sum(this, dim, keepdim); }
-  mean(dim?: number | number[], keepdim = false): Tensor { return F.mean(this, dim, keepdim); }
+  sum(dim?: number | number[], keepdim = false): Tensor {
+    return F.sum(this, dim, keepdim);
+  }
+  mean(dim?: number | number[], keepdim = false): Tensor {
+    return F.mean(this, dim, keepdim);
+  }
   /** Values only, like torch.amax; use argmax for indices. */
-  max(dim?: number | number[], keepdim = false): Tensor { return F.max(this, dim, keepdim); }
-  min(dim?: number | number[], keepdim = false): Tensor { return F.min(this, dim, keepdim); }
-  amax(dim?: number | number[], keepdim = false): Tensor { return F.max(this, dim, keepdim); }
-  amin(dim?: number | number[], keepdim = false): Tensor { return F.min(this, dim, keepdim); }
-  argmax(dim?: number, keepdim = false): Tensor { return F.argmax(this, dim, keepdim); }
-  argmin(dim?: number, keepdim = false): Tensor { return F.argmin(this, dim, keepdim); }
-  logsumexp(dim: number | number[], keepdim = false): Tensor { return F.logsumexp(this, dim, keepdim); }
-  var(dim?: number | number[], options?: { correction?: number; keepdim?: boolean }): Tensor { return F.variance(this, dim, options); }
-  softmax(dim: number): Tensor { return F.softmax(this, dim); }
-  logSoftmax(dim: number): Tensor { return F.logSoftmax(this, dim); }
+  max(dim?: number | number[], keepdim = false): Tensor {
+    return F.max(this, dim, keepdim);
+  }
+  min(dim?: number | number[], keepdim = false): Tensor {
+    return F.min(this, dim, keepdim);
+  }
+  amax(dim?: number | number[], keepdim = false): Tensor {
+    return F.max(this, dim, keepdim);
+  }
+  amin(dim?: number | number[], keepdim = false): Tensor {
+    return F.min(this, dim, keepdim);
+  }
+  argmax(dim?: number, keepdim = false): Tensor {
+    return F.argmax(this, dim, keepdim);
+  }
+  argmin(dim?: number, keepdim = false): Tensor {
+    return F.argmin(this, dim, keepdim);
+  }
+  logsumexp(dim: number | number[], keepdim = false): Tensor {
+    return F.logsumexp(this, dim, keepdim);
+  }
+  var(dim?: number | number[], options?: { correction?: number; keepdim?: boolean }): Tensor {
+    return F.variance(this, dim, options);
+  }
+  softmax(dim: number): Tensor {
+    return F.softmax(this, dim);
+  }
+  logSoftmax(dim: number): Tensor {
+    return F.logSoftmax(this, dim);
+  }
 
   // ---- contraction ----
-  matmul(other: Tensor): Tensor { return F.matmul(this, other); }
+  matmul(other: Tensor): Tensor {
+    return F.matmul(this, other);
+  }
 
   // ---- movement (views where possible) ----
-  reshape(...shape: number[] | [readonly number[]]): Tensor { return F.reshape(this, flatArgs(shape)); }
-  view(...shape: number[] | [readonly number[]]): Tensor { return F.view(this, flatArgs(shape)); }
-  flatten(startDim = 0, endDim = -1): Tensor { return F.flatten(this, startDim, endDim); }
-  transpose(dim0: number, dim1: number): Tensor { return F.transpose(this, dim0, dim1); }
+  reshape(...shape: number[] | [readonly number[]]): Tensor {
+    return F.reshape(this, flatArgs(shape));
+  }
+  view(...shape: number[] | [readonly number[]]): Tensor {
+    return F.view(this, flatArgs(shape));
+  }
+  flatten(startDim = 0, endDim = -1): Tensor {
+    return F.flatten(this, startDim, endDim);
+  }
+  transpose(dim0: number, dim1: number): Tensor {
+    return F.transpose(this, dim0, dim1);
+  }
   /** Transpose of the last two dims (torch's .mT). */
-  get mT(): Tensor { return F.transpose(this, -2, -1); }
-  permute(...dims: number[] | [readonly number[]]): Tensor { return F.permute(this, flatArgs(dims)); }
-  expand(...shape: number[] | [readonly number[]]): Tensor { return F.expand(this, flatArgs(shape)); }
-  expandAs(other: Tensor): Tensor { return F.expand(this, other.shape); }
-  squeeze(dim?: number | number[]): Tensor { return F.squeeze(this, dim); }
-  unsqueeze(dim: number): Tensor { return F.unsqueeze(this, dim); }
-  narrow(dim: number, start: number, length: number): Tensor { return F.narrow(this, dim, start, length); }
+  get mT(): Tensor {
+    return F.transpose(this, -2, -1);
+  }
+  permute(...dims: number[] | [readonly number[]]): Tensor {
+    return F.permute(this, flatArgs(dims));
+  }
+  expand(...shape: number[] | [readonly number[]]): Tensor {
+    return F.expand(this, flatArgs(shape));
+  }
+  expandAs(other: Tensor): Tensor {
+    return F.expand(this, other.shape);
+  }
+  squeeze(dim?: number | number[]): Tensor {
+    return F.squeeze(this, dim);
+  }
+  unsqueeze(dim: number): Tensor {
+    return F.unsqueeze(this, dim);
+  }
+  narrow(dim: number, start: number, length: number): Tensor {
+    return F.narrow(this, dim, start, length);
+  }
   /** Python's x[..., start:end] along one dim (end exclusive, negatives count from the end). */
-  slice(dim: number, start?: number, end?: number): Tensor { return F.slice(this, dim, start, end); }
-  contiguous(): Tensor { return F.contiguous(this); }
-  clone(): Tensor { return F.clone(this); }
-  split(sizeOrSections: number | number[], dim = 0): Tensor[] { return F.split(this, sizeOrSections, dim); }
-  chunk(chunks: number, dim = 0): Tensor[] { return F.chunk(this, chunks, dim); }
-  tril(diagonal = 0): Tensor { return F.tril(this, diagonal); }
-  triu(diagonal = 0): Tensor { return F.triu(this, diagonal); }
+  slice(dim: number, start?: number, end?: number): Tensor {
+    return F.slice(this, dim, start, end);
+  }
+  contiguous(): Tensor {
+    return F.contiguous(this);
+  }
+  clone(): Tensor {
+    return F.clone(this);
+  }
+  split(sizeOrSections: number | number[], dim = 0): Tensor[] {
+    return F.split(this, sizeOrSections, dim);
+  }
+  chunk(chunks: number, dim = 0): Tensor[] {
+    return F.chunk(this, chunks, dim);
+  }
+  tril(diagonal = 0): Tensor {
+    return F.tril(this, diagonal);
+  }
+  triu(diagonal = 0): Tensor {
+    return F.triu(this, diagonal);
+  }
 
   // ---- indexing ----
-  gather(dim: number, index: Tensor): Tensor { return F.gather(this, dim, index); }
-  indexSelect(dim: number, index: Tensor): Tensor { return F.indexSelect(this, dim, index); }
+  gather(dim: number, index: Tensor): Tensor {
+    return F.gather(this, dim, index);
+  }
+  indexSelect(dim: number, index: Tensor): Tensor {
+    return F.indexSelect(this, dim, index);
+  }
 }
 
 function flatArgs(args: number[] | [readonly number[]]): number[] {
@@ -225,7 +383,8 @@ function flatArgs(args: number[] | [readonly number[]]): number[] {
 }
 
 function itemOf(t: Tensor, data: TypedArray): number {
-  if (data.length !== 1) throw new RangeError(`item: expected a tensor with one element, got shape ${fmt(t.shape)}`);
+  if (data.length !== 1)
+    throw new RangeError(`item: expected a tensor with one element, got shape ${fmt(t.shape)}`);
   return data[0]!;
 }
 

@@ -1,6 +1,6 @@
-import { describe, expect, it } from "vitest";
-import { manualSeed, noGrad, randn, tensor, tidy, zeros, getBackend } from "@tsgrad/tensor";
+import { getBackend, manualSeed, noGrad, randn, tensor, tidy, zeros } from "@tsgrad/tensor";
 import { assertGradients, gradcheck } from "@tsgrad/tensor/testing";
+import { describe, expect, it } from "vitest";
 
 describe("autograd engine", () => {
   it("accumulates through fan-out: d(x*x + x)/dx = 2x + 1", () => {

@@ -2,8 +2,8 @@
 // given vjp becomes the node's gradient rule. Use it for a fused kernel too, keeping the composition as
 // the reference the tests compare against.
 
-import type { Tensor } from "../tensor.js";
 import { attachNode } from "../ops/apply.js";
+import type { Tensor } from "../tensor.js";
 import { noGrad } from "./grad-mode.js";
 
 export interface CustomOpSpec<In extends Tensor[]> {
@@ -29,7 +29,9 @@ export function defineOp<In extends Tensor[]>(spec: CustomOpSpec<In>): (...input
     return attachNode(out, spec.name, inputs, (dy, needs) => {
       const grads = spec.backward(dy, { inputs, out, needs });
       if (grads.length !== inputs.length) {
-        throw new Error(`${spec.name}: backward returned ${grads.length} gradients for ${inputs.length} inputs`);
+        throw new Error(
+          `${spec.name}: backward returned ${grads.length} gradients for ${inputs.length} inputs`,
+        );
       }
       return grads;
     });

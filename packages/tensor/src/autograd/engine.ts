@@ -3,12 +3,12 @@
 // stack), reduces each gradient to its input's shape centrally (rules never handle broadcasting), and
 // accumulates into `.grad` of leaves that require grad.
 
-import type { Tensor } from "../tensor.js";
-import { fmt, shapesEqual } from "../shape.js";
 import { keep } from "../memory.js";
+import { cast, onesLike } from "../ops/index.js";
+import { fmt, shapesEqual } from "../shape.js";
+import type { Tensor } from "../tensor.js";
 import { withGradMode } from "./grad-mode.js";
 import { sumToShape } from "./sum-to-shape.js";
-import { cast, onesLike } from "../ops/index.js";
 
 /** How a tensor was made: its inputs, and the vector-Jacobian product giving their gradients. */
 export interface GradNode {
@@ -45,14 +45,20 @@ function topoSort(root: Tensor): Tensor[] {
 
 export function backward(root: Tensor, gradient?: Tensor, options: { createGraph?: boolean } = {}): void {
   if (!root.requiresGrad) {
-    throw new Error(`backward: the tensor ${fmt(root.shape)} does not require grad and has no graph; set requiresGrad on a leaf it depends on`);
+    throw new Error(
+      `backward: the tensor ${fmt(root.shape)} does not require grad and has no graph; set requiresGrad on a leaf it depends on`,
+    );
   }
   if (gradient === undefined) {
     if (root.numel !== 1) {
-      throw new Error(`backward: a gradient can be created implicitly only for scalar outputs, got shape ${fmt(root.shape)}; pass a gradient of that shape`);
+      throw new Error(
+        `backward: a gradient can be created implicitly only for scalar outputs, got shape ${fmt(root.shape)}; pass a gradient of that shape`,
+      );
     }
   } else if (!shapesEqual(gradient.shape, root.shape)) {
-    throw new RangeError(`backward: gradient shape ${fmt(gradient.shape)} does not match the tensor's shape ${fmt(root.shape)}`);
+    throw new RangeError(
+      `backward: gradient shape ${fmt(gradient.shape)} does not match the tensor's shape ${fmt(root.shape)}`,
+    );
   }
   withGradMode(options.createGraph === true, () => {
     const grads = new Map<Tensor, Tensor>();

@@ -2,9 +2,17 @@
 // backend and can themselves be differentiated. Rules never reduce over broadcast axes: the engine does.
 // Ops without a gradient say so explicitly with NON_DIFFERENTIABLE; a missing entry is a type error.
 
-import type { Tensor } from "../tensor.js";
-import type { Attrs, OpName, OpSignatures, TupleOf, ViewAttrs, ViewOpName, ViewOpSignatures } from "../ops/signatures.js";
 import * as F from "../ops/index.js";
+import type {
+  Attrs,
+  OpName,
+  OpSignatures,
+  TupleOf,
+  ViewAttrs,
+  ViewOpName,
+  ViewOpSignatures,
+} from "../ops/signatures.js";
+import type { Tensor } from "../tensor.js";
 
 export const NON_DIFFERENTIABLE = Symbol("non-differentiable");
 
@@ -41,7 +49,15 @@ export const vjpRules: { [K in OpName]: VjpRule<K> | typeof NON_DIFFERENTIABLE }
   cos: (dy, { inputs: [x] }) => [dy.mul(x.sin()).neg()],
   tanh: (dy, { out }) => [dy.mul(F.sub(1, out.mul(out)))], // d tanh = 1 - tanh^2
   sigmoid: (dy, { out }) => [dy.mul(out.mul(F.sub(1, out)))], // d s = s(1 - s)
-  erf: (dy, { inputs: [x] }) => [dy.mul(x.mul(x).neg().exp().mul(2 / Math.sqrt(Math.PI)))], // d erf = 2/sqrt(pi) e^(-x^2)
+  erf: (dy, { inputs: [x] }) => [
+    dy.mul(
+      x
+        .mul(x)
+        .neg()
+        .exp()
+        .mul(2 / Math.sqrt(Math.PI)),
+    ),
+  ], // d erf = 2/sqrt(pi) e^(-x^2)
   abs: (dy, { inputs: [x] }) => [dy.mul(x.sign())], // NOTE: 0 at x = 0, as in PyTorch
   sign: NON_DIFFERENTIABLE,
   logicalNot: NON_DIFFERENTIABLE,
@@ -94,7 +110,10 @@ export const vjpRules: { [K in OpName]: VjpRule<K> | typeof NON_DIFFERENTIABLE }
   ],
   gather: (dy, { inputs: [x, index], attrs }) => [F.scatterAdd(index, dy, attrs.dim, x.shape), null],
   scatterAdd: (dy, { inputs: [index], attrs }) => [null, F.gather(dy, attrs.dim, index)],
-  indexSelect: (dy, { inputs: [x, index], attrs }) => [F.indexAdd(index, dy, attrs.dim, x.shape[attrs.dim]!), null],
+  indexSelect: (dy, { inputs: [x, index], attrs }) => [
+    F.indexAdd(index, dy, attrs.dim, x.shape[attrs.dim]!),
+    null,
+  ],
   indexAdd: (dy, { inputs: [index], attrs }) => [null, F.indexSelect(dy, attrs.dim, index)],
 };
 

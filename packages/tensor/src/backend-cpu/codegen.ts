@@ -6,7 +6,13 @@ import type { View } from "../backend/backend.js";
 import { isContiguous, numel } from "../shape.js";
 import { dataOf } from "./storage.js";
 
-type Loop = (shape: readonly number[], out: unknown, oS: readonly number[], oOff: number, ...ins: unknown[]) => void;
+type Loop = (
+  shape: readonly number[],
+  out: unknown,
+  oS: readonly number[],
+  oOff: number,
+  ...ins: unknown[]
+) => void;
 
 const NAMES = ["x", "y", "z"];
 
@@ -48,10 +54,19 @@ export function mapKernel(arity: 1 | 2 | 3, expr: string): (inputs: readonly Vie
   return (inputs, out) => {
     const { shape } = out.layout;
     const flat =
-      isContiguous(shape, out.layout.strides) && inputs.every((v) => isContiguous(v.layout.shape, v.layout.strides)) && numel(shape) > 0;
+      isContiguous(shape, out.layout.strides) &&
+      inputs.every((v) => isContiguous(v.layout.shape, v.layout.strides)) &&
+      numel(shape) > 0;
     const args: unknown[] = [];
     for (const v of inputs) args.push(dataOf(v), v.layout.strides, v.layout.offset);
-    (loop as (...a: unknown[]) => void)(shape, dataOf(out), out.layout.strides, out.layout.offset, flat, ...args);
+    (loop as (...a: unknown[]) => void)(
+      shape,
+      dataOf(out),
+      out.layout.strides,
+      out.layout.offset,
+      flat,
+      ...args,
+    );
   };
 }
 

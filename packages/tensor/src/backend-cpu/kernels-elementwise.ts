@@ -1,9 +1,9 @@
 // Elementwise CPU kernels: one expression each (x, y, z are the input elements).
 
+import type { View } from "../backend/backend.js";
+import type { DType } from "../dtype.js";
 import type { Kernel, OpName } from "../ops/signatures.js";
 import { mapKernel } from "./codegen.js";
-import type { DType } from "../dtype.js";
-import type { View } from "../backend/backend.js";
 
 function k<K extends OpName>(arity: 1 | 2 | 3, expr: string): Kernel<K> {
   const run = mapKernel(arity, expr);

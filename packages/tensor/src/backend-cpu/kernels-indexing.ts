@@ -7,12 +7,17 @@ import { dataOf, rowMajor, stridedOffsets } from "./storage.js";
 
 function checked(op: string, i: number, size: number, dim: number): number {
   const j = i < 0 ? i + size : i;
-  if (!(j >= 0 && j < size)) throw new RangeError(`${op}: index ${i} is out of range for dim ${dim} of size ${size}`);
+  if (!(j >= 0 && j < size))
+    throw new RangeError(`${op}: index ${i} is out of range for dim ${dim} of size ${size}`);
   return j;
 }
 
 /** For each position of `shape` (row-major): its offset in `into` with dim `dim` zeroed out. */
-function offsetsWithout(shape: readonly number[], into: View | { layout: { strides: readonly number[]; offset: number } }, dim: number): Int32Array {
+function offsetsWithout(
+  shape: readonly number[],
+  into: View | { layout: { strides: readonly number[]; offset: number } },
+  dim: number,
+): Int32Array {
   const strides = into.layout.strides.map((s, i) => (i === dim ? 0 : s));
   return stridedOffsets(shape, strides, into.layout.offset);
 }
@@ -25,7 +30,8 @@ export const gather: Kernel<"gather"> = ([x, index], { dim }, out) => {
   const size = x.layout.shape[dim]!;
   const step = x.layout.strides[dim]!;
   const o0 = out.layout.offset;
-  for (let i = 0; i < idx.length; i++) dst[o0 + i] = src[base[i]! + checked("gather", idx[i]!, size, dim) * step]!;
+  for (let i = 0; i < idx.length; i++)
+    dst[o0 + i] = src[base[i]! + checked("gather", idx[i]!, size, dim) * step]!;
 };
 
 export const scatterAdd: Kernel<"scatterAdd"> = ([index, src], { dim, shape }, out) => {
@@ -35,7 +41,8 @@ export const scatterAdd: Kernel<"scatterAdd"> = ([index, src], { dim, shape }, o
   const outLayout = { strides: contiguousStrides(shape), offset: out.layout.offset };
   const base = offsetsWithout(index.layout.shape, { layout: outLayout }, dim);
   const step = outLayout.strides[dim]!;
-  for (let i = 0; i < idx.length; i++) dst[base[i]! + checked("scatterAdd", idx[i]!, shape[dim]!, dim) * step] += s[i]!;
+  for (let i = 0; i < idx.length; i++)
+    dst[base[i]! + checked("scatterAdd", idx[i]!, shape[dim]!, dim) * step] += s[i]!;
 };
 
 function slabs(shape: readonly number[], dim: number): { pre: number; post: number } {
@@ -71,7 +78,8 @@ export const indexAdd: Kernel<"indexAdd"> = ([index, src], { dim, size }, out) =
   const dst = dataOf(out);
   const { pre, post } = slabs(src.layout.shape, dim);
   const L = idx.length;
-  if (L !== src.layout.shape[dim]) throw new RangeError(`indexAdd: index length ${L} vs src ${fmt(src.layout.shape)} dim ${dim}`);
+  if (L !== src.layout.shape[dim])
+    throw new RangeError(`indexAdd: index length ${L} vs src ${fmt(src.layout.shape)} dim ${dim}`);
   const rows = Int32Array.from(idx, (i) => checked("indexAdd", i, size, dim));
   let from = 0;
   for (let p = 0; p < pre; p++) {

@@ -8,8 +8,16 @@ import { dataOf, stridedOffsets } from "./storage.js";
 function split(x: View, dims: readonly number[]) {
   const { shape, strides, offset } = x.layout;
   const keep = shape.map((_, i) => i).filter((i) => !dims.includes(i));
-  const outer = stridedOffsets(keep.map((d) => shape[d]!), keep.map((d) => strides[d]!), offset);
-  const inner = stridedOffsets(dims.map((d) => shape[d]!), dims.map((d) => strides[d]!), 0);
+  const outer = stridedOffsets(
+    keep.map((d) => shape[d]!),
+    keep.map((d) => strides[d]!),
+    offset,
+  );
+  const inner = stridedOffsets(
+    dims.map((d) => shape[d]!),
+    dims.map((d) => strides[d]!),
+    0,
+  );
   return { outer, inner };
 }
 
@@ -37,7 +45,7 @@ function extreme(sign: 1 | -1): Kernel<"max"> {
       let acc = -sign * Number.POSITIVE_INFINITY;
       for (let j = 0; j < inner.length; j++) {
         const v = src[base + inner[j]!]!;
-        if (sign * v > sign * acc || v !== v) acc = v; // NaN wins and then stays, as in PyTorch
+        if (sign * v > sign * acc || Number.isNaN(v)) acc = v; // NaN wins and then stays, as in PyTorch
       }
       dst[o0 + o] = acc;
     }
@@ -54,9 +62,9 @@ function argExtreme(sign: 1 | -1): Kernel<"argmax"> {
       const base = outer[o]!;
       let best = src[base]!;
       let at = 0;
-      for (let j = 1; j < inner.length && best === best; j++) {
+      for (let j = 1; j < inner.length && !Number.isNaN(best); j++) {
         const v = src[base + inner[j]!]!;
-        if (sign * v > sign * best || v !== v) {
+        if (sign * v > sign * best || Number.isNaN(v)) {
           best = v;
           at = j;
         }

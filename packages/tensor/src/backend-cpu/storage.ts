@@ -20,7 +20,11 @@ export function dataOf(v: View): TypedArray {
 }
 
 /** Element offsets of every position of a strided layout, in row-major order of `shape`. */
-export function stridedOffsets(shape: readonly number[], strides: readonly number[], offset: number): Int32Array {
+export function stridedOffsets(
+  shape: readonly number[],
+  strides: readonly number[],
+  offset: number,
+): Int32Array {
   const n = numel(shape);
   const out = new Int32Array(n);
   if (n === 0) return out;
@@ -45,7 +49,8 @@ export function rowMajor(v: View): TypedArray {
   const data = dataOf(v);
   const { shape, strides, offset } = v.layout;
   const n = numel(shape);
-  if (isContiguous(shape, strides)) return offset === 0 && data.length === n ? data : data.subarray(offset, offset + n);
+  if (isContiguous(shape, strides))
+    return offset === 0 && data.length === n ? data : data.subarray(offset, offset + n);
   const out = new (data.constructor as new (n: number) => TypedArray)(n);
   const offs = stridedOffsets(shape, strides, offset);
   for (let i = 0; i < n; i++) out[i] = data[offs[i]!]!;

@@ -20,7 +20,9 @@ export function setBackend(backend: Backend | string): Backend {
   if (typeof backend === "string") {
     const found = backends.get(backend) ?? (backend === "cpu" ? getCpuBackend() : undefined);
     if (!found) {
-      throw new Error(`setBackend: no backend named "${backend}"; registered: ${[...backends.keys()].join(", ") || "none"}`);
+      throw new Error(
+        `setBackend: no backend named "${backend}"; registered: ${[...backends.keys()].join(", ") || "none"}`,
+      );
     }
     active = found;
   } else {
@@ -33,7 +35,10 @@ export function setBackend(backend: Backend | string): Backend {
 export function getBackend(name?: string): Backend {
   if (name !== undefined) {
     const b = name === "cpu" ? getCpuBackend() : backends.get(name);
-    if (!b) throw new Error(`getBackend: no backend named "${name}"; registered: ${[...backends.keys()].join(", ")}`);
+    if (!b)
+      throw new Error(
+        `getBackend: no backend named "${name}"; registered: ${[...backends.keys()].join(", ")}`,
+      );
     return b;
   }
   if (!active) active = getCpuBackend();
@@ -44,7 +49,8 @@ export function getBackend(name?: string): Backend {
 export function getCpuBackend(): Backend {
   let cpu = backends.get("cpu");
   if (!cpu) {
-    if (!defaultFactory) throw new Error("tsgrad: the CPU backend was not initialised (import @tsgrad/tensor, not a deep path)");
+    if (!defaultFactory)
+      throw new Error("tsgrad: the CPU backend was not initialised (import @tsgrad/tensor, not a deep path)");
     cpu = defaultFactory();
     backends.set("cpu", cpu);
   }

@@ -1,9 +1,9 @@
 // Activations and softmax as compositions of primitives: their gradients come from the primitives'.
 
-import type { Tensor } from "../tensor.js";
-import { normalizeDim } from "../shape.js";
 import { rand } from "../ops/creation.js";
 import { where } from "../ops/elementwise.js";
+import { normalizeDim } from "../shape.js";
+import type { Tensor } from "../tensor.js";
 
 /** max(x, 0); NOTE: written as a where so the gradient at 0 is 0, as in PyTorch. */
 export function relu(x: Tensor): Tensor {

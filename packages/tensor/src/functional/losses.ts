@@ -1,8 +1,8 @@
 // Losses as pure functions of primitives.
 
+import { where } from "../ops/elementwise.js";
 import { fmt } from "../shape.js";
 import type { Tensor } from "../tensor.js";
-import { where } from "../ops/elementwise.js";
 import { logSoftmax } from "./activations.js";
 
 export interface CrossEntropyOptions {
@@ -21,9 +21,12 @@ export interface CrossEntropyOptions {
 export function crossEntropy(logits: Tensor, target: Tensor, options: CrossEntropyOptions = {}): Tensor {
   const { ignore_index = -100, reduction = "mean", label_smoothing = 0 } = options;
   if (logits.ndim !== 2 || target.ndim !== 1 || target.shape[0] !== logits.shape[0]) {
-    throw new RangeError(`crossEntropy: expected logits [N, C] and target [N], got ${fmt(logits.shape)} and ${fmt(target.shape)}; flatten batch and time first`);
+    throw new RangeError(
+      `crossEntropy: expected logits [N, C] and target [N], got ${fmt(logits.shape)} and ${fmt(target.shape)}; flatten batch and time first`,
+    );
   }
-  if (target.dtype !== "int32") throw new TypeError(`crossEntropy: target must be int32 class indices, got ${target.dtype}`);
+  if (target.dtype !== "int32")
+    throw new TypeError(`crossEntropy: target must be int32 class indices, got ${target.dtype}`);
   const C = logits.shape[1]!;
   const logp = logSoftmax(logits, 1);
   const valid = target.ne(ignore_index);

@@ -2,15 +2,15 @@
 // pick the backend, run its kernel (or the CPU kernel when the backend lacks one), and record the autograd
 // node when some input requires grad and recording is on.
 
+import type { GradNode } from "../autograd/engine.js";
+import { isGradEnabled } from "../autograd/grad-mode.js";
+import { NON_DIFFERENTIABLE, viewVjpRules, vjpRules } from "../autograd/vjp-rules.js";
 import type { Backend, View } from "../backend/backend.js";
 import { getCpuBackend } from "../backend/registry.js";
-import { isGradEnabled } from "../autograd/grad-mode.js";
-import type { GradNode } from "../autograd/engine.js";
-import { NON_DIFFERENTIABLE, viewVjpRules, vjpRules } from "../autograd/vjp-rules.js";
+import type { DType } from "../dtype.js";
 import { StorageRef } from "../memory.js";
 import { broadcastShapes, contiguousStrides, numel, shapesEqual } from "../shape.js";
 import { Tensor } from "../tensor.js";
-import type { DType } from "../dtype.js";
 import { BROADCAST_OPS, shapeRules } from "./shape-rules.js";
 import type { Attrs, InputViews, Kernel, OpName, ViewAttrs, ViewOpName } from "./signatures.js";
 
@@ -31,7 +31,9 @@ function sameBackend(op: string, inputs: readonly Tensor[]): Backend {
   const b = inputs[0]!.backend;
   for (const t of inputs) {
     if (t.backend !== b) {
-      throw new Error(`${op}: inputs live on different backends (${inputs.map((x) => x.device).join(", ")}); move them with toDevice()`);
+      throw new Error(
+        `${op}: inputs live on different backends (${inputs.map((x) => x.device).join(", ")}); move them with toDevice()`,
+      );
     }
   }
   return b;
@@ -56,10 +58,13 @@ function runKernel<K extends OpName>(
     kernel(inputs.map((t) => t._view) as InputViews<K>, attrs, out._view);
     return out;
   }
-  if (process.env.STRICT_BACKEND === "1") throw new Error(`${op}: backend "${backend.name}" has no kernel (STRICT_BACKEND=1)`);
+  if (process.env.STRICT_BACKEND === "1")
+    throw new Error(`${op}: backend "${backend.name}" has no kernel (STRICT_BACKEND=1)`);
   const read = backend.readSync;
   if (!read) {
-    throw new Error(`${op}: backend "${backend.name}" has no kernel for it and cannot read synchronously to fall back to CPU`);
+    throw new Error(
+      `${op}: backend "${backend.name}" has no kernel for it and cannot read synchronously to fall back to CPU`,
+    );
   }
   if (!warnedFallback.has(`${backend.name}:${op}`)) {
     warnedFallback.add(`${backend.name}:${op}`);
@@ -89,7 +94,10 @@ export function apply<K extends OpName>(op: K, inputs: readonly Tensor[], attrs:
     const shape = broadcastShapes(op, ...inputs.map((t) => t.shape));
     views = inputs.map((t) => (shapesEqual(t.shape, shape) ? t : broadcastLayout(t, shape)));
   }
-  const meta = (shapeRules[op] as (m: readonly Tensor[], a: Attrs<K>) => { shape: number[]; dtype: DType })(views, attrs);
+  const meta = (shapeRules[op] as (m: readonly Tensor[], a: Attrs<K>) => { shape: number[]; dtype: DType })(
+    views,
+    attrs,
+  );
   const backend = sameBackend(op, inputs);
   const out = runKernel(backend, op, views, attrs, meta);
   const rule = vjpRules[op];
@@ -98,7 +106,13 @@ export function apply<K extends OpName>(op: K, inputs: readonly Tensor[], attrs:
     out._node = {
       op,
       inputs: ctxInputs,
-      vjp: (dy, needs) => (rule as (dy: Tensor, ctx: unknown) => (Tensor | null)[])(dy, { inputs: ctxInputs, out, attrs, needs }),
+      vjp: (dy, needs) =>
+        (rule as (dy: Tensor, ctx: unknown) => (Tensor | null)[])(dy, {
+          inputs: ctxInputs,
+          out,
+          attrs,
+          needs,
+        }),
     } satisfies GradNode;
     out.requiresGrad = true;
   }

@@ -17,16 +17,24 @@ export interface CreateOptions {
 
 function finish(t: Tensor, op: string, opts: CreateOptions | undefined): Tensor {
   if (opts?.requiresGrad) {
-    if (!isFloat(t.dtype)) throw new TypeError(`${op}: only floating-point tensors can require grad, got ${t.dtype}`);
+    if (!isFloat(t.dtype))
+      throw new TypeError(`${op}: only floating-point tensors can require grad, got ${t.dtype}`);
     t.requiresGrad = true;
   }
   return t;
 }
 
 /** @internal Wraps a typed array already in row-major order as a tensor on `backend`. */
-export function fromTypedArray(data: TypedArray, shape: readonly number[], dtype: DType, backend: Backend = getBackend()): Tensor {
+export function fromTypedArray(
+  data: TypedArray,
+  shape: readonly number[],
+  dtype: DType,
+  backend: Backend = getBackend(),
+): Tensor {
   if (data.length !== numel(shape)) {
-    throw new RangeError(`tensor: ${data.length} values do not fill shape ${fmt(shape)} (${numel(shape)} elements)`);
+    throw new RangeError(
+      `tensor: ${data.length} values do not fill shape ${fmt(shape)} (${numel(shape)} elements)`,
+    );
   }
   return new Tensor(new StorageRef(backend, backend.fromArray(data, dtype)), shape, dtype);
 }
@@ -44,13 +52,17 @@ function inferShape(data: NestedArray): number[] {
 function flatten(data: NestedArray, shape: number[], out: (number | boolean)[], dim = 0): void {
   if (dim === shape.length) {
     if (Array.isArray(data) || (typeof data !== "number" && typeof data !== "boolean")) {
-      throw new TypeError(`tensor: expected a number or boolean at depth ${dim}, got ${JSON.stringify(data)}`);
+      throw new TypeError(
+        `tensor: expected a number or boolean at depth ${dim}, got ${JSON.stringify(data)}`,
+      );
     }
     out.push(data);
     return;
   }
   if (!Array.isArray(data) || data.length !== shape[dim]) {
-    throw new RangeError(`tensor: ragged nested array at dim ${dim}: expected length ${shape[dim]}, got ${Array.isArray(data) ? data.length : typeof data}`);
+    throw new RangeError(
+      `tensor: ragged nested array at dim ${dim}: expected length ${shape[dim]}, got ${Array.isArray(data) ? data.length : typeof data}`,
+    );
   }
   for (const d of data) flatten(d, shape, out, dim + 1);
 }
@@ -60,13 +72,19 @@ function flatten(data: NestedArray, shape: number[], out: (number | boolean)[], 
  * integers infer int32 (torch: int64), any fraction float32, booleans bool; typed arrays keep their type.
  * @example const x = tensor([[1, 2], [3, 4]], { dtype: "float32", requiresGrad: true });
  */
-export function tensor(data: NestedArray | TypedArray, opts?: CreateOptions & { shape?: readonly number[] }): Tensor {
+export function tensor(
+  data: NestedArray | TypedArray,
+  opts?: CreateOptions & { shape?: readonly number[] },
+): Tensor {
   if (opts?.dtype !== undefined) assertDType(opts.dtype, "tensor");
   const backend = getBackend(opts?.device);
   if (ArrayBuffer.isView(data)) {
     const typed = data as TypedArray;
     const dtype = opts?.dtype ?? dtypeOfArray(typed);
-    const converted = dtypeOfArray(typed) === dtype || (dtype === "bool" && typed instanceof Uint8Array) ? typed : convert(typed, dtype);
+    const converted =
+      dtypeOfArray(typed) === dtype || (dtype === "bool" && typed instanceof Uint8Array)
+        ? typed
+        : convert(typed, dtype);
     return finish(fromTypedArray(converted, opts?.shape ?? [typed.length], dtype, backend), "tensor", opts);
   }
   const shape = inferShape(data);
@@ -103,7 +121,8 @@ export function full(shape: readonly number[], value: number | boolean, opts?: C
   const backend = getBackend(opts?.device);
   const n = numel(shape);
   const v = typeof value === "boolean" ? Number(value) : value;
-  if (v === 0) return finish(new Tensor(new StorageRef(backend, backend.alloc(dtype, n)), shape, dtype), "full", opts);
+  if (v === 0)
+    return finish(new Tensor(new StorageRef(backend, backend.alloc(dtype, n)), shape, dtype), "full", opts);
   return finish(fromTypedArray(typedArrayFor(dtype, n).fill(v), shape, dtype, backend), "full", opts);
 }
 

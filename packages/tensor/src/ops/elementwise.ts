@@ -1,10 +1,10 @@
 // Elementwise ops: scalars and dtype promotion (PyTorch rules) are settled here, broadcasting in apply().
 
 import { type DType, isFloat, promoteTypes, promoteWithScalar } from "../dtype.js";
-import type { OpName } from "./signatures.js";
 import { Tensor, type TensorLike } from "../tensor.js";
 import { apply } from "./apply.js";
 import { scalar } from "./creation.js";
+import type { OpName } from "./signatures.js";
 
 /** Same data in another dtype (differentiable for floats). A no-op when the dtype already matches. */
 export function cast(x: Tensor, dtype: DType): Tensor {
@@ -16,8 +16,10 @@ function commonDType(op: string, vals: readonly TensorLike[]): DType {
   let dtype: DType | null = null;
   for (const t of tensors) dtype = dtype === null ? t.dtype : promoteTypes(dtype, t.dtype);
   for (const v of vals) {
-    if (typeof v === "number" || typeof v === "boolean") dtype = dtype === null ? "float32" : promoteWithScalar(dtype, v);
-    else if (!(v instanceof Tensor)) throw new TypeError(`${op}: expected a Tensor or a number, got ${typeof v}`);
+    if (typeof v === "number" || typeof v === "boolean")
+      dtype = dtype === null ? "float32" : promoteWithScalar(dtype, v);
+    else if (!(v instanceof Tensor))
+      throw new TypeError(`${op}: expected a Tensor or a number, got ${typeof v}`);
   }
   return dtype!;
 }
@@ -78,7 +80,9 @@ export const square = (x: Tensor): Tensor => mul(x, x);
 /** `cond ? a : b` elementwise, with broadcasting; cond must be bool. */
 export function where(cond: Tensor, a: TensorLike, b: TensorLike): Tensor {
   if (!(cond instanceof Tensor) || cond.dtype !== "bool") {
-    throw new TypeError(`where: condition must be a bool tensor, got ${cond instanceof Tensor ? cond.dtype : typeof cond}`);
+    throw new TypeError(
+      `where: condition must be a bool tensor, got ${cond instanceof Tensor ? cond.dtype : typeof cond}`,
+    );
   }
   const [ta, tb] = coerce("where", [a, b]);
   return apply("where", [cond, ta!, tb!], {});
@@ -89,7 +93,9 @@ export function maskedFill(x: Tensor, mask: Tensor, value: number): Tensor {
   if (mask.dtype !== "bool") throw new TypeError(`maskedFill: mask must be bool, got ${mask.dtype}`);
   const out = where(mask, scalar(value, x.dtype, x.backend), x);
   if (out.ndim !== x.ndim || out.shape.some((d, i) => d !== x.shape[i])) {
-    throw new RangeError(`maskedFill: mask shape [${mask.shape}] must broadcast to the input's shape [${x.shape}]`);
+    throw new RangeError(
+      `maskedFill: mask shape [${mask.shape}] must broadcast to the input's shape [${x.shape}]`,
+    );
   }
   return out;
 }

@@ -7,7 +7,8 @@ import { apply } from "./apply.js";
 import { contiguous, reshape } from "./movement.js";
 
 function checkIndex(op: string, index: Tensor): Tensor {
-  if (index.dtype !== "int32") throw new TypeError(`${op}: index must be an int32 tensor, got ${index.dtype}`);
+  if (index.dtype !== "int32")
+    throw new TypeError(`${op}: index must be an int32 tensor, got ${index.dtype}`);
   return contiguous(index);
 }
 
@@ -18,22 +19,31 @@ export function gather(x: Tensor, dim: number, index: Tensor): Tensor {
 
 /** A zero tensor of `shape` with src added at index along dim (torch.zeros(shape).scatter_add_(dim, index, src)). */
 export function scatterAdd(index: Tensor, src: Tensor, dim: number, shape: readonly number[]): Tensor {
-  return apply("scatterAdd", [checkIndex("scatterAdd", index), src], { dim: normalizeDim("scatterAdd", dim, shape.length), shape: [...shape] });
+  return apply("scatterAdd", [checkIndex("scatterAdd", index), src], {
+    dim: normalizeDim("scatterAdd", dim, shape.length),
+    shape: [...shape],
+  });
 }
 
 /** The slices of x at the given positions along dim (torch.index_select); index is 1-D. */
 export function indexSelect(x: Tensor, dim: number, index: Tensor): Tensor {
-  return apply("indexSelect", [x, checkIndex("indexSelect", index)], { dim: normalizeDim("indexSelect", dim, x.ndim) });
+  return apply("indexSelect", [x, checkIndex("indexSelect", index)], {
+    dim: normalizeDim("indexSelect", dim, x.ndim),
+  });
 }
 
 /** A zero tensor, size `size` along dim, with src's slices added at index (torch.index_add_ on zeros). */
 export function indexAdd(index: Tensor, src: Tensor, dim: number, size: number): Tensor {
-  return apply("indexAdd", [checkIndex("indexAdd", index), src], { dim: normalizeDim("indexAdd", dim, src.ndim), size });
+  return apply("indexAdd", [checkIndex("indexAdd", index), src], {
+    dim: normalizeDim("indexAdd", dim, src.ndim),
+    size,
+  });
 }
 
 /** Rows of `weight` [V, D] for each id: ids [...] -> [..., D]. Its gradient scatter-adds into the table. */
 export function embedding(ids: Tensor, weight: Tensor): Tensor {
-  if (weight.ndim !== 2) throw new RangeError(`embedding: weight must be [num_embeddings, dim], got ${fmt(weight.shape)}`);
+  if (weight.ndim !== 2)
+    throw new RangeError(`embedding: weight must be [num_embeddings, dim], got ${fmt(weight.shape)}`);
   const rows = indexSelect(weight, 0, reshape(ids, [-1]));
   return reshape(rows, [...ids.shape, weight.shape[1]!]);
 }

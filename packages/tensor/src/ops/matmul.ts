@@ -13,11 +13,16 @@ import { expand, reshape, squeeze, unsqueeze } from "./movement.js";
  * @example const y = x.matmul(w.transpose(0, 1)); // x [B, T, in], w [out, in] -> [B, T, out]
  */
 export function matmul(a: Tensor, b: Tensor): Tensor {
-  if (a.ndim === 0 || b.ndim === 0) throw new RangeError(`matmul: both arguments need at least 1 dim, got ${fmt(a.shape)} and ${fmt(b.shape)}`);
+  if (a.ndim === 0 || b.ndim === 0)
+    throw new RangeError(
+      `matmul: both arguments need at least 1 dim, got ${fmt(a.shape)} and ${fmt(b.shape)}`,
+    );
   const K = a.shape[a.ndim - 1]!;
   const K2 = b.ndim === 1 ? b.shape[0]! : b.shape[b.ndim - 2]!;
   if (K !== K2) {
-    throw new RangeError(`matmul: shapes ${fmt(a.shape)} and ${fmt(b.shape)} cannot be multiplied (${K} vs ${K2}); expected [..., M, K] x [..., K, N]`);
+    throw new RangeError(
+      `matmul: shapes ${fmt(a.shape)} and ${fmt(b.shape)} cannot be multiplied (${K} vs ${K2}); expected [..., M, K] x [..., K, N]`,
+    );
   }
   const dtype = promoteTypes(a.dtype, b.dtype);
   a = cast(a, dtype);

@@ -1,15 +1,15 @@
 // Movement ops. reshape/view/permute/transpose/expand/squeeze/unsqueeze/narrow are views (no copy);
 // cat and the backward of narrow assemble their output with the `contiguous` kernel writing into a slice.
 
+import { noGrad } from "../autograd/grad-mode.js";
 import type { View } from "../backend/backend.js";
-import type { InputViews } from "./signatures.js";
 import { promoteTypes } from "../dtype.js";
 import { contiguousStrides, fmt, inferReshape, normalizeDim, normalizeDims, shapesEqual } from "../shape.js";
 import type { Tensor } from "../tensor.js";
 import { allocTensor, apply, applyView, attachNode } from "./apply.js";
-import { noGrad } from "../autograd/grad-mode.js";
-import { cast, where } from "./elementwise.js";
 import { fromTypedArray } from "./creation.js";
+import { cast, where } from "./elementwise.js";
+import type { InputViews } from "./signatures.js";
 
 /** A copy in row-major order, or x itself when it already is. */
 export function contiguous(x: Tensor): Tensor {
@@ -26,12 +26,18 @@ export function reshape(x: Tensor, shape: readonly number[]): Tensor {
   const target = inferReshape("reshape", x.shape, shape);
   if (shapesEqual(target, x.shape)) return x;
   const base = contiguous(x);
-  return applyView("reshape", base, { shape: target }, { shape: target, strides: contiguousStrides(target), offset: base.offset });
+  return applyView(
+    "reshape",
+    base,
+    { shape: target },
+    { shape: target, strides: contiguousStrides(target), offset: base.offset },
+  );
 }
 
 /** Like reshape but never copies: x must be contiguous. */
 export function view(x: Tensor, shape: readonly number[]): Tensor {
-  if (!x.isContiguous) throw new Error(`view: tensor of shape ${fmt(x.shape)} is not contiguous; use reshape() or contiguous()`);
+  if (!x.isContiguous)
+    throw new Error(`view: tensor of shape ${fmt(x.shape)} is not contiguous; use reshape() or contiguous()`);
   return reshape(x, shape);
 }
 
@@ -46,13 +52,20 @@ export function flatten(x: Tensor, startDim = 0, endDim = -1): Tensor {
 export function permute(x: Tensor, dims: readonly number[]): Tensor {
   const d = dims.map((k) => normalizeDim("permute", k, x.ndim));
   if (d.length !== x.ndim || new Set(d).size !== d.length) {
-    throw new RangeError(`permute: dims ${fmt(dims)} are not a permutation of the ${x.ndim} dims of ${fmt(x.shape)}`);
+    throw new RangeError(
+      `permute: dims ${fmt(dims)} are not a permutation of the ${x.ndim} dims of ${fmt(x.shape)}`,
+    );
   }
-  return applyView("permute", x, { dims: d }, {
-    shape: d.map((k) => x.shape[k]!),
-    strides: d.map((k) => x.strides[k]!),
-    offset: x.offset,
-  });
+  return applyView(
+    "permute",
+    x,
+    { dims: d },
+    {
+      shape: d.map((k) => x.shape[k]!),
+      strides: d.map((k) => x.strides[k]!),
+      offset: x.offset,
+    },
+  );
 }
 
 export function transpose(x: Tensor, dim0: number, dim1: number): Tensor {
@@ -67,14 +80,17 @@ export function transpose(x: Tensor, dim0: number, dim1: number): Tensor {
 /** Broadcasts size-1 dims (and new leading dims) to `shape` without copying; -1 keeps a dim. */
 export function expand(x: Tensor, shape: readonly number[]): Tensor {
   const lead = shape.length - x.ndim;
-  if (lead < 0) throw new RangeError(`expand: target ${fmt(shape)} has fewer dims than the input ${fmt(x.shape)}`);
+  if (lead < 0)
+    throw new RangeError(`expand: target ${fmt(shape)} has fewer dims than the input ${fmt(x.shape)}`);
   const target = shape.map((n, i) => (n === -1 && i >= lead ? x.shape[i - lead]! : n));
   const strides = target.map((n, i) => {
     if (i < lead) return 0;
     const have = x.shape[i - lead]!;
     if (have === n) return x.strides[i - lead]!;
     if (have === 1) return 0;
-    throw new RangeError(`expand: cannot expand ${fmt(x.shape)} to ${fmt(shape)}: dim ${i} is ${have}, expected 1 or ${n}`);
+    throw new RangeError(
+      `expand: cannot expand ${fmt(x.shape)} to ${fmt(shape)}: dim ${i} is ${have}, expected 1 or ${n}`,
+    );
   });
   if (shapesEqual(target, x.shape)) return x;
   return applyView("expand", x, { shape: target }, { shape: target, strides, offset: x.offset });
@@ -86,10 +102,17 @@ function reshapeView(x: Tensor, shape: number[], strides: number[]): Tensor {
 
 /** Removes size-1 dims (all of them, or those named). */
 export function squeeze(x: Tensor, dim?: number | number[]): Tensor {
-  const dims = dim === undefined ? x.shape.flatMap((n, i) => (n === 1 ? [i] : [])) : normalizeDims("squeeze", dim, x.ndim);
+  const dims =
+    dim === undefined
+      ? x.shape.flatMap((n, i) => (n === 1 ? [i] : []))
+      : normalizeDims("squeeze", dim, x.ndim);
   const keep = x.shape.map((n, i) => !(dims.includes(i) && n === 1));
   if (keep.every(Boolean)) return x;
-  return reshapeView(x, x.shape.filter((_, i) => keep[i]), x.strides.filter((_, i) => keep[i]));
+  return reshapeView(
+    x,
+    x.shape.filter((_, i) => keep[i]),
+    x.strides.filter((_, i) => keep[i]),
+  );
 }
 
 export function unsqueeze(x: Tensor, dim: number): Tensor {
@@ -106,12 +129,25 @@ export function narrow(x: Tensor, dim: number, start: number, length: number): T
   const d = normalizeDim("narrow", dim, x.ndim);
   const size = x.shape[d]!;
   if (start < 0) start += size;
-  if (!Number.isInteger(start) || !Number.isInteger(length) || start < 0 || length < 0 || start + length > size) {
-    throw new RangeError(`narrow: [${start}, ${start + length}) is out of range for dim ${dim} of size ${size} in ${fmt(x.shape)}`);
+  if (
+    !Number.isInteger(start) ||
+    !Number.isInteger(length) ||
+    start < 0 ||
+    length < 0 ||
+    start + length > size
+  ) {
+    throw new RangeError(
+      `narrow: [${start}, ${start + length}) is out of range for dim ${dim} of size ${size} in ${fmt(x.shape)}`,
+    );
   }
   if (start === 0 && length === size) return x;
   const shape = x.shape.map((n, i) => (i === d ? length : n));
-  return applyView("narrow", x, { dim: d, start, length }, { shape, strides: x.strides, offset: x.offset + start * x.strides[d]! });
+  return applyView(
+    "narrow",
+    x,
+    { dim: d, start, length },
+    { shape, strides: x.strides, offset: x.offset + start * x.strides[d]! },
+  );
 }
 
 /** Python slicing x[start:end] along dim: negatives count from the end, bounds are clipped. */
@@ -128,7 +164,11 @@ export function slice(x: Tensor, dim: number, start = 0, end?: number): Tensor {
 function copyInto(src: Tensor, dst: Tensor, window: { shape: readonly number[]; offset: number }): void {
   const kernel = dst.backend.kernels.contiguous;
   if (!kernel) throw new Error(`cat: backend "${dst.device}" has no contiguous kernel, which cat needs`);
-  const out: View = { storage: dst._view.storage, layout: { shape: window.shape, strides: dst.strides, offset: window.offset }, dtype: dst.dtype };
+  const out: View = {
+    storage: dst._view.storage,
+    layout: { shape: window.shape, strides: dst.strides, offset: window.offset },
+    dtype: dst.dtype,
+  };
   kernel([src._view] as InputViews<"contiguous">, {}, out);
 }
 
@@ -147,7 +187,9 @@ export function cat(tensors: readonly Tensor[], dim = 0): Tensor {
   const d = normalizeDim("cat", dim, first.ndim);
   for (const t of tensors) {
     if (t.ndim !== first.ndim || t.shape.some((n, i) => i !== d && n !== first.shape[i])) {
-      throw new RangeError(`cat: shapes ${tensors.map((x) => fmt(x.shape)).join(", ")} differ outside dim ${dim}`);
+      throw new RangeError(
+        `cat: shapes ${tensors.map((x) => fmt(x.shape)).join(", ")} differ outside dim ${dim}`,
+      );
     }
   }
   const dtype = tensors.map((t) => t.dtype).reduce(promoteTypes);
@@ -161,17 +203,23 @@ export function cat(tensors: readonly Tensor[], dim = 0): Tensor {
     if (t.shape[d]! > 0) copyInto(t, out, { shape: t.shape, offset: at * out.strides[d]! });
     at += t.shape[d]!;
   }
-  return attachNode(out, "cat", parts, (g, needs) => parts.map((t, i) => (needs[i] ? narrow(g, d, starts[i]!, t.shape[d]!) : null)));
+  return attachNode(out, "cat", parts, (g, needs) =>
+    parts.map((t, i) => (needs[i] ? narrow(g, d, starts[i]!, t.shape[d]!) : null)),
+  );
 }
 
 /** Joins tensors of equal shape along a new dim. */
 export function stack(tensors: readonly Tensor[], dim = 0): Tensor {
   if (tensors.length === 0) throw new RangeError("stack: expected a non-empty list of tensors");
   for (const t of tensors) {
-    if (!shapesEqual(t.shape, tensors[0]!.shape)) throw new RangeError(`stack: shapes differ: ${tensors.map((x) => fmt(x.shape)).join(", ")}`);
+    if (!shapesEqual(t.shape, tensors[0]!.shape))
+      throw new RangeError(`stack: shapes differ: ${tensors.map((x) => fmt(x.shape)).join(", ")}`);
   }
   const d = normalizeDim("stack", dim, tensors[0]!.ndim + 1);
-  return cat(tensors.map((t) => unsqueeze(t, d)), d);
+  return cat(
+    tensors.map((t) => unsqueeze(t, d)),
+    d,
+  );
 }
 
 /** Splits into pieces of `size` (last may be smaller) or into the given section sizes, as views. */
@@ -185,7 +233,10 @@ export function split(x: Tensor, sizeOrSections: number | number[], dim = 0): Te
     for (let s = 0; s < n; s += sizeOrSections) sizes.push(Math.min(sizeOrSections, n - s));
   } else {
     sizes = sizeOrSections;
-    if (sizes.reduce((a, b) => a + b, 0) !== n) throw new RangeError(`split: sections ${fmt(sizes)} do not add up to ${n} (dim ${dim} of ${fmt(x.shape)})`);
+    if (sizes.reduce((a, b) => a + b, 0) !== n)
+      throw new RangeError(
+        `split: sections ${fmt(sizes)} do not add up to ${n} (dim ${dim} of ${fmt(x.shape)})`,
+      );
   }
   let at = 0;
   return sizes.map((s) => {
@@ -206,7 +257,8 @@ function triangle(op: string, x: Tensor, diagonal: number, keepLower: boolean): 
   if (x.ndim < 2) throw new RangeError(`${op}: expected a tensor with at least 2 dims, got ${fmt(x.shape)}`);
   const [R, C] = x.shape.slice(-2) as [number, number];
   const keep = new Uint8Array(R * C);
-  for (let i = 0; i < R; i++) for (let j = 0; j < C; j++) keep[i * C + j] = (keepLower ? j - i <= diagonal : j - i >= diagonal) ? 1 : 0;
+  for (let i = 0; i < R; i++)
+    for (let j = 0; j < C; j++) keep[i * C + j] = (keepLower ? j - i <= diagonal : j - i >= diagonal) ? 1 : 0;
   const mask = noGrad(() => fromTypedArray(keep, [R, C], "bool", x.backend));
   return where(mask, x, 0);
 }
@@ -214,4 +266,3 @@ function triangle(op: string, x: Tensor, diagonal: number, keepLower: boolean): 
 export const tril = (x: Tensor, diagonal = 0): Tensor => triangle("tril", x, diagonal, true);
 /** Upper triangle of the last two dims (j - i >= diagonal), zeros elsewhere. */
 export const triu = (x: Tensor, diagonal = 0): Tensor => triangle("triu", x, diagonal, false);
-

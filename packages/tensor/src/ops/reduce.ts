@@ -8,10 +8,20 @@ import { cast, where } from "./elementwise.js";
 import { reshape } from "./movement.js";
 
 function squeezeDims(x: Tensor, dims: number[], keepdim: boolean): Tensor {
-  return keepdim ? x : reshape(x, x.shape.filter((_, i) => !dims.includes(i)));
+  return keepdim
+    ? x
+    : reshape(
+        x,
+        x.shape.filter((_, i) => !dims.includes(i)),
+      );
 }
 
-function reduceOp(op: "sum" | "max" | "min", x: Tensor, dim: number | number[] | undefined, keepdim: boolean): Tensor {
+function reduceOp(
+  op: "sum" | "max" | "min",
+  x: Tensor,
+  dim: number | number[] | undefined,
+  keepdim: boolean,
+): Tensor {
   const dims = normalizeDims(op, dim, x.ndim);
   return squeezeDims(apply(op, [x], { dims }), dims, keepdim);
 }
@@ -61,7 +71,11 @@ export function logsumexp(x: Tensor, dim: number | number[], keepdim = false): T
 }
 
 /** Variance with Bessel's correction by default (correction=1), as torch.var. */
-export function variance(x: Tensor, dim?: number | number[], options: { correction?: number; keepdim?: boolean } = {}): Tensor {
+export function variance(
+  x: Tensor,
+  dim?: number | number[],
+  options: { correction?: number; keepdim?: boolean } = {},
+): Tensor {
   const { correction = 1, keepdim = false } = options;
   const dims = normalizeDims("var", dim, x.ndim);
   const n = dims.reduce((k, d) => k * x.shape[d]!, 1);

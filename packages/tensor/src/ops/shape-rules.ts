@@ -18,8 +18,22 @@ export type ShapeRule<K extends OpName> = (inputs: MetaTuple<K>, attrs: Attrs<K>
 
 /** Elementwise ops whose inputs the frontend broadcasts to the output shape before the kernel runs. */
 export const BROADCAST_OPS: ReadonlySet<OpName> = new Set<OpName>([
-  "add", "sub", "mul", "div", "pow", "maximum", "minimum",
-  "eq", "ne", "lt", "le", "gt", "ge", "logicalAnd", "logicalOr", "where",
+  "add",
+  "sub",
+  "mul",
+  "div",
+  "pow",
+  "maximum",
+  "minimum",
+  "eq",
+  "ne",
+  "lt",
+  "le",
+  "gt",
+  "ge",
+  "logicalAnd",
+  "logicalOr",
+  "where",
 ]);
 
 function float(op: string) {
@@ -39,10 +53,14 @@ function numeric(op: string) {
 function sameShapeDType(op: string, ms: readonly Meta[]): void {
   for (const m of ms.slice(1)) {
     if (!shapesEqual(m.shape, ms[0]!.shape)) {
-      throw new RangeError(`${op}: inputs must have the same shape after broadcasting, got ${ms.map((x) => fmt(x.shape)).join(" and ")}`);
+      throw new RangeError(
+        `${op}: inputs must have the same shape after broadcasting, got ${ms.map((x) => fmt(x.shape)).join(" and ")}`,
+      );
     }
     if (m.dtype !== ms[0]!.dtype) {
-      throw new TypeError(`${op}: inputs must have the same dtype, got ${ms.map((x) => x.dtype).join(" and ")}`);
+      throw new TypeError(
+        `${op}: inputs must have the same dtype, got ${ms.map((x) => x.dtype).join(" and ")}`,
+      );
     }
   }
 }
@@ -50,8 +68,10 @@ function sameShapeDType(op: string, ms: readonly Meta[]): void {
 function arith(op: string, floatOnly = false) {
   return ([a, b]: [Meta, Meta]): OutMeta => {
     sameShapeDType(op, [a, b]);
-    if (a.dtype === "bool") throw new TypeError(`${op}: not defined on bool tensors; cast with .int() or use logicalAnd/logicalOr`);
-    if (floatOnly && !isFloat(a.dtype)) throw new TypeError(`${op}: expected floating-point tensors, got ${a.dtype}`);
+    if (a.dtype === "bool")
+      throw new TypeError(`${op}: not defined on bool tensors; cast with .int() or use logicalAnd/logicalOr`);
+    if (floatOnly && !isFloat(a.dtype))
+      throw new TypeError(`${op}: expected floating-point tensors, got ${a.dtype}`);
     return { shape: [...a.shape], dtype: a.dtype };
   };
 }
@@ -66,17 +86,21 @@ function compare(op: string) {
 function logical(op: string) {
   return (ms: readonly Meta[]): OutMeta => {
     sameShapeDType(op, ms);
-    if (ms.some((m) => m.dtype !== "bool")) throw new TypeError(`${op}: expected bool tensors, got ${ms.map((m) => m.dtype).join(" and ")}`);
+    if (ms.some((m) => m.dtype !== "bool"))
+      throw new TypeError(`${op}: expected bool tensors, got ${ms.map((m) => m.dtype).join(" and ")}`);
     return { shape: [...ms[0]!.shape], dtype: "bool" };
   };
 }
 
 function reduce(op: string) {
   return ([x]: [Meta], { dims }: { dims: number[] }): OutMeta => {
-    for (const d of dims) if (d < 0 || d >= x.shape.length) throw new RangeError(`${op}: dim ${d} out of range for shape ${fmt(x.shape)}`);
+    for (const d of dims)
+      if (d < 0 || d >= x.shape.length)
+        throw new RangeError(`${op}: dim ${d} out of range for shape ${fmt(x.shape)}`);
     if (op !== "sum") {
       for (const d of dims) {
-        if (x.shape[d] === 0) throw new RangeError(`${op}: cannot reduce over the empty dim ${d} of shape ${fmt(x.shape)}`);
+        if (x.shape[d] === 0)
+          throw new RangeError(`${op}: cannot reduce over the empty dim ${d} of shape ${fmt(x.shape)}`);
       }
     }
     const dtype = op === "sum" && (x.dtype === "bool" || x.dtype === "uint8") ? "int32" : x.dtype;
@@ -86,8 +110,10 @@ function reduce(op: string) {
 
 function argReduce(op: string) {
   return ([x]: [Meta], { dim }: { dim: number }): OutMeta => {
-    if (dim < 0 || dim >= x.shape.length) throw new RangeError(`${op}: dim ${dim} out of range for shape ${fmt(x.shape)}`);
-    if (x.shape[dim] === 0) throw new RangeError(`${op}: cannot reduce over the empty dim ${dim} of shape ${fmt(x.shape)}`);
+    if (dim < 0 || dim >= x.shape.length)
+      throw new RangeError(`${op}: dim ${dim} out of range for shape ${fmt(x.shape)}`);
+    if (x.shape[dim] === 0)
+      throw new RangeError(`${op}: cannot reduce over the empty dim ${dim} of shape ${fmt(x.shape)}`);
     return { shape: x.shape.map((n, i) => (i === dim ? 1 : n)), dtype: "int32" };
   };
 }
@@ -130,7 +156,8 @@ export const shapeRules: { [K in OpName]: ShapeRule<K> } = {
   where: ([cond, a, b]) => {
     if (cond.dtype !== "bool") throw new TypeError(`where: condition must be bool, got ${cond.dtype}`);
     sameShapeDType("where", [a, b]);
-    if (!shapesEqual(cond.shape, a.shape)) throw new RangeError(`where: condition shape ${fmt(cond.shape)} vs ${fmt(a.shape)}`);
+    if (!shapesEqual(cond.shape, a.shape))
+      throw new RangeError(`where: condition shape ${fmt(cond.shape)} vs ${fmt(a.shape)}`);
     return { shape: [...a.shape], dtype: a.dtype };
   },
   sum: reduce("sum"),
@@ -142,12 +169,16 @@ export const shapeRules: { [K in OpName]: ShapeRule<K> } = {
   matmul: ([a, b]) => {
     const r = a.shape.length;
     if (r < 2 || b.shape.length !== r) {
-      throw new RangeError(`matmul: expected two tensors of equal rank >= 2 (after batch broadcasting), got ${fmt(a.shape)} and ${fmt(b.shape)}`);
+      throw new RangeError(
+        `matmul: expected two tensors of equal rank >= 2 (after batch broadcasting), got ${fmt(a.shape)} and ${fmt(b.shape)}`,
+      );
     }
     const [M, K] = [a.shape[r - 2]!, a.shape[r - 1]!];
     const [K2, N] = [b.shape[r - 2]!, b.shape[r - 1]!];
     if (K !== K2) {
-      throw new RangeError(`matmul: inner dimensions differ: ${fmt(a.shape)} x ${fmt(b.shape)} (${K} vs ${K2}); expected [..., M, K] x [..., K, N]`);
+      throw new RangeError(
+        `matmul: inner dimensions differ: ${fmt(a.shape)} x ${fmt(b.shape)} (${K} vs ${K2}); expected [..., M, K] x [..., K, N]`,
+      );
     }
     if (!shapesEqual(a.shape.slice(0, -2), b.shape.slice(0, -2))) {
       throw new RangeError(`matmul: batch dims differ: ${fmt(a.shape)} x ${fmt(b.shape)}`);
@@ -159,11 +190,15 @@ export const shapeRules: { [K in OpName]: ShapeRule<K> } = {
   gather: ([x, index], { dim }) => {
     intIndex("gather", index);
     if (index.shape.length !== x.shape.length) {
-      throw new RangeError(`gather: index rank ${index.shape.length} must equal input rank ${x.shape.length} (input ${fmt(x.shape)}, index ${fmt(index.shape)})`);
+      throw new RangeError(
+        `gather: index rank ${index.shape.length} must equal input rank ${x.shape.length} (input ${fmt(x.shape)}, index ${fmt(index.shape)})`,
+      );
     }
     index.shape.forEach((n, d) => {
       if (d !== dim && n > x.shape[d]!) {
-        throw new RangeError(`gather: index ${fmt(index.shape)} is larger than input ${fmt(x.shape)} at dim ${d}`);
+        throw new RangeError(
+          `gather: index ${fmt(index.shape)} is larger than input ${fmt(x.shape)} at dim ${d}`,
+        );
       }
     });
     return { shape: [...index.shape], dtype: x.dtype };
@@ -171,20 +206,26 @@ export const shapeRules: { [K in OpName]: ShapeRule<K> } = {
   scatterAdd: ([index, src], { dim, shape }) => {
     intIndex("scatterAdd", index);
     if (!shapesEqual(index.shape, src.shape) || shape.length !== src.shape.length || dim >= shape.length) {
-      throw new RangeError(`scatterAdd: index ${fmt(index.shape)} and src ${fmt(src.shape)} must match, into ${fmt(shape)} at dim ${dim}`);
+      throw new RangeError(
+        `scatterAdd: index ${fmt(index.shape)} and src ${fmt(src.shape)} must match, into ${fmt(shape)} at dim ${dim}`,
+      );
     }
     return { shape: [...shape], dtype: src.dtype };
   },
   indexSelect: ([x, index], { dim }) => {
     intIndex("indexSelect", index);
-    if (index.shape.length !== 1) throw new RangeError(`indexSelect: index must be 1-D, got ${fmt(index.shape)}`);
-    if (dim < 0 || dim >= x.shape.length) throw new RangeError(`indexSelect: dim ${dim} out of range for ${fmt(x.shape)}`);
+    if (index.shape.length !== 1)
+      throw new RangeError(`indexSelect: index must be 1-D, got ${fmt(index.shape)}`);
+    if (dim < 0 || dim >= x.shape.length)
+      throw new RangeError(`indexSelect: dim ${dim} out of range for ${fmt(x.shape)}`);
     return { shape: x.shape.map((n, i) => (i === dim ? index.shape[0]! : n)), dtype: x.dtype };
   },
   indexAdd: ([index, src], { dim, size }) => {
     intIndex("indexAdd", index);
     if (index.shape.length !== 1 || src.shape[dim] !== index.shape[0]) {
-      throw new RangeError(`indexAdd: index ${fmt(index.shape)} must be 1-D with src ${fmt(src.shape)}'s dim ${dim}`);
+      throw new RangeError(
+        `indexAdd: index ${fmt(index.shape)} must be 1-D with src ${fmt(src.shape)}'s dim ${dim}`,
+      );
     }
     return { shape: src.shape.map((n, i) => (i === dim ? size : n)), dtype: src.dtype };
   },

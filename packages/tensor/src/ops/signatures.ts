@@ -2,8 +2,8 @@
 // rules (shape-rules.ts), gradient rules (autograd/vjp-rules.ts) and each backend's kernels are mapped
 // types over these names, so forgetting an op in any table is a compile error (style guide 3.4).
 
-import type { DType } from "../dtype.js";
 import type { View } from "../backend/backend.js";
+import type { DType } from "../dtype.js";
 
 type U = { in: ["x"]; attrs: Record<string, never> };
 type B = { in: ["a", "b"]; attrs: Record<string, never> };

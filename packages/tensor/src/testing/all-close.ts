@@ -21,7 +21,8 @@ export function firstMismatch(actual: Values, expected: Values, options: CloseOp
   const { atol = 1e-5, rtol = 1e-4 } = options;
   const a = flat(actual);
   const b = flat(expected);
-  if (a.shape && b.shape && !shapesEqual(a.shape, b.shape)) return `shapes differ: ${fmt(a.shape)} vs ${fmt(b.shape)}`;
+  if (a.shape && b.shape && !shapesEqual(a.shape, b.shape))
+    return `shapes differ: ${fmt(a.shape)} vs ${fmt(b.shape)}`;
   if (a.data.length !== b.data.length) return `lengths differ: ${a.data.length} vs ${b.data.length}`;
   let maxDiff = 0;
   let first = -1;

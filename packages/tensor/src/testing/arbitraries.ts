@@ -44,12 +44,18 @@ export interface TensorOptions {
 }
 
 /** Values in [min, max] (default [-2, 2]) as a tensor of the given shape (default float64). */
-export function arbTensor(shape: readonly number[] | fc.Arbitrary<number[]>, options: TensorOptions = {}): fc.Arbitrary<Tensor> {
+export function arbTensor(
+  shape: readonly number[] | fc.Arbitrary<number[]>,
+  options: TensorOptions = {},
+): fc.Arbitrary<Tensor> {
   const { min = -2, max = 2, dtype = "float64", avoidZero = 0 } = options;
   const shapes = Array.isArray(shape) ? fc.constant([...shape]) : (shape as fc.Arbitrary<number[]>);
   return shapes.chain((s) =>
     fc
-      .array(fc.double({ min, max, noNaN: true, noDefaultInfinity: true }), { minLength: numel(s), maxLength: numel(s) })
+      .array(fc.double({ min, max, noNaN: true, noDefaultInfinity: true }), {
+        minLength: numel(s),
+        maxLength: numel(s),
+      })
       .map((vals) => {
         const data = vals.map((v) => (Math.abs(v) < avoidZero ? (v < 0 ? -avoidZero : avoidZero) : v));
         return tensor(Float64Array.from(data), { shape: s, dtype });
@@ -59,5 +65,7 @@ export function arbTensor(shape: readonly number[] | fc.Arbitrary<number[]>, opt
 
 /** Two tensors whose shapes broadcast together. */
 export function arbBroadcastPair(options: TensorOptions & ShapeOptions = {}): fc.Arbitrary<[Tensor, Tensor]> {
-  return arbBroadcastShapes(options).chain(([a, b]) => fc.tuple(arbTensor(a, options), arbTensor(b, options)));
+  return arbBroadcastShapes(options).chain(([a, b]) =>
+    fc.tuple(arbTensor(a, options), arbTensor(b, options)),
+  );
 }

@@ -41,20 +41,33 @@ function toLeaf(t: Tensor): Tensor {
  * const r = gradcheck((a, b) => a.mul(b).sum(), [randn([3]), randn([3])]);
  * expect(r.ok).toBe(true);
  */
-export function gradcheck(fn: (...xs: Tensor[]) => Tensor, inputs: readonly Tensor[], options: GradcheckOptions = {}): GradcheckResult {
+export function gradcheck(
+  fn: (...xs: Tensor[]) => Tensor,
+  inputs: readonly Tensor[],
+  options: GradcheckOptions = {},
+): GradcheckResult {
   const o = { ...DEFAULTS, ...options };
   const leaves = inputs.map(toLeaf);
   const y0 = fn(...leaves);
   if (!(y0 instanceof Tensor)) throw new TypeError("gradcheck: fn must return a Tensor");
   // A fixed random projection turns any output into a scalar: L = sum(y * v).
   const v = noGrad(() => randn(y0.shape, { dtype: "float64" }));
-  const loss = (xs: Tensor[]) => fn(...xs).to("float64").mul(v).sum();
+  const loss = (xs: Tensor[]) =>
+    fn(...xs)
+      .to("float64")
+      .mul(v)
+      .sum();
   const L = y0.to("float64").mul(v).sum();
-  if (!L.requiresGrad) throw new Error("gradcheck: the output does not depend on any input through differentiable ops");
+  if (!L.requiresGrad)
+    throw new Error("gradcheck: the output does not depend on any input through differentiable ops");
   L.backward();
   const values = leaves.map((l) => l.dataSync() as Float64Array);
   const evalAt = (k: number, data: Float64Array) =>
-    noGrad(() => loss(leaves.map((l, i) => (i === k ? fromTypedArray(data, l.shape, "float64") : l.detach()))).itemSync());
+    noGrad(() =>
+      loss(
+        leaves.map((l, i) => (i === k ? fromTypedArray(data, l.shape, "float64") : l.detach())),
+      ).itemSync(),
+    );
   const result: GradcheckResult = { ok: true, maxAbsError: 0, maxRelError: 0, worst: null };
   let worstExcess = Number.NEGATIVE_INFINITY;
   const compare = (input: number, index: number, analytic: number, numeric: number) => {
@@ -103,7 +116,11 @@ export function gradcheck(fn: (...xs: Tensor[]) => Tensor, inputs: readonly Tens
 }
 
 /** gradcheck that throws a readable error naming the input, the element, and both values. */
-export function assertGradients(fn: (...xs: Tensor[]) => Tensor, inputs: readonly Tensor[], options?: GradcheckOptions): void {
+export function assertGradients(
+  fn: (...xs: Tensor[]) => Tensor,
+  inputs: readonly Tensor[],
+  options?: GradcheckOptions,
+): void {
   const r = gradcheck(fn, inputs, options);
   if (!r.ok) {
     const w = r.worst!;
