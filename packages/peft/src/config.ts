@@ -236,6 +236,7 @@ abstract class PeftConfigBase {
   }
 }
 
+// biome-ignore lint/suspicious/noUnsafeDeclarationMerging: the constructor assigns every field from the validated defaults
 export interface LoraConfig extends LoraConfigFields {}
 /**
  * LoRA settings with PEFT's names and defaults.
@@ -290,6 +291,7 @@ export class LoraConfig extends PeftConfigBase {
   }
 }
 
+// biome-ignore lint/suspicious/noUnsafeDeclarationMerging: the constructor assigns every field from the validated defaults
 export interface PromptTuningConfig extends PromptTuningConfigFields {}
 /** Prompt tuning: num_virtual_tokens learned embeddings prepended to the input (trl-peft-spec 4). */
 export class PromptTuningConfig extends PeftConfigBase {
