@@ -236,12 +236,12 @@ abstract class PeftConfigBase {
   }
 }
 
-// biome-ignore lint/suspicious/noUnsafeDeclarationMerging: the constructor assigns every field from the validated defaults
 export interface LoraConfig extends LoraConfigFields {}
 /**
  * LoRA settings with PEFT's names and defaults.
  * @example new LoraConfig({ r: 16, lora_alpha: 32, target_modules: ["q_proj", "v_proj"], task_type: "CAUSAL_LM" })
  */
+// biome-ignore lint/suspicious/noUnsafeDeclarationMerging: the constructor assigns every field from the validated defaults
 export class LoraConfig extends PeftConfigBase {
   readonly peft_type = "LORA" as const;
   constructor(fields: Partial<LoraConfigFields> = {}, source = "LoraConfig", fromFile = false) {
@@ -291,9 +291,9 @@ export class LoraConfig extends PeftConfigBase {
   }
 }
 
-// biome-ignore lint/suspicious/noUnsafeDeclarationMerging: the constructor assigns every field from the validated defaults
 export interface PromptTuningConfig extends PromptTuningConfigFields {}
 /** Prompt tuning: num_virtual_tokens learned embeddings prepended to the input (trl-peft-spec 4). */
+// biome-ignore lint/suspicious/noUnsafeDeclarationMerging: the constructor assigns every field from the validated defaults
 export class PromptTuningConfig extends PeftConfigBase {
   readonly peft_type = "PROMPT_TUNING" as const;
   constructor(
