@@ -176,6 +176,10 @@ def gen_unary(fam):
         fam.add(f"pow_half_{dt}", "pow_scalar", lambda x, p: x.pow(p), [("x", pos(3, 4, dtype=dt))], {"p": 0.5}, dt)
         fam.add(f"pow_neg1p5_{dt}", "pow_scalar", lambda x, p: x.pow(p), [("x", pos(3, 4, dtype=dt))], {"p": -1.5}, dt)
         fam.add(f"pow_2_{dt}", "pow_scalar", lambda x, p: x.pow(p), [("x", rn(2, 3, dtype=dt))], {"p": 2}, dt)
+    # the same kernels on a transposed (non-contiguous) view
+    for op in ("exp", "tanh", "sigmoid", "gelu", "abs"):
+        fn = ops[op][0]
+        fam.add(f"{op}_on_transposed_float64", "on_transposed", lambda x, inner, fn=fn: fn(x.mT), [("x", rn(3, 4))], {"inner": op})
     # tails where the stable branches matter
     x = torch.tensor([-40.0, -10.0, -1e-8, 0.0, 1e-8, 10.0, 40.0, -5.0], dtype=torch.float64)
     for op in ("sigmoid", "tanh", "erf", "silu", "gelu", "gelu_tanh"):
@@ -229,6 +233,16 @@ def gen_binary(fam):
         lambda a, b, alpha: torch.sub(a, b, alpha=alpha),
         [("a", rn(2, 3)), ("b", rn(2, 1))],
         {"alpha": -0.5},
+    )
+    fam.add("add_mixed_f32_f64", "add", lambda a, b: a + b, [("a", rn(2, 3, dtype="float32")), ("b", rn(3))])
+    fam.add(
+        "pow_negative_base_int_exponent_float64",
+        "pow",
+        torch.pow,
+        [
+            ("a", torch.tensor([[-1.5, -2.0, 0.5], [-0.5, 3.0, -1.0]], dtype=torch.float64)),
+            ("b", torch.tensor([2.0, 3.0, -1.0], dtype=torch.float64)),
+        ],
     )
     fam.add("mul_scalar_float64", "mul_scalar", lambda a, s: a * s, [("a", rn(2, 3))], {"s": -1.75})
     fam.add("rdiv_scalar_float64", "rdiv_scalar", lambda a, s: s / a, [("a", pos(2, 3))], {"s": 3.0})
@@ -305,6 +319,20 @@ def gen_reduce(fam):
         fam.add(f"logsumexp_large_{dt}", "logsumexp", lse, [("x", big)], {"dim": -1, "keepdim": False}, dt)
         neg_inf = torch.tensor([[0.5, -math.inf, 1.0], [-math.inf, -math.inf, 2.0]], dtype=DTYPES[dt])
         fam.add(f"logsumexp_neg_inf_{dt}", "logsumexp", lse, [("x", neg_inf)], {"dim": 1, "keepdim": False}, dt)
+        fam.add(
+            f"logsumexp_all_neg_inf_row_{dt}", "logsumexp", lse,
+            [("x", torch.tensor([[-math.inf, -math.inf], [0.0, 1.0]], dtype=DTYPES[dt]))], {"dim": 1, "keepdim": False}, dt,
+        )
+        fam.add(
+            f"sum_permuted_{dt}", "sum_permuted", lambda x, dims, dim: x.permute(dims).sum(dim), [("x", x)], {"dims": [2, 0, 1], "dim": 1}, dt
+        )
+        fam.add(
+            f"sum_expanded_{dt}", "sum_expanded", lambda x, shape, dim: x.expand(shape).sum(dim), [("x", rn(3, 1, dtype=dt))], {"shape": [2, 3, 4], "dim": [0, 2]}, dt
+        )
+        fam.add(
+            f"mean_transposed_keep_{dt}", "mean_transposed", lambda x, dim: x.mT.mean(dim, keepdim=True), [("x", rn(4, 5, dtype=dt))], {"dim": 0}, dt
+        )
+        fam.add(f"var_single_element_{dt}", "var", var, [("x", rn(3, 1, dtype=dt))], {"dim": 1, "correction": 1, "keepdim": False}, dt)
         fam.add(f"var_dim1_{dt}", "var", var, [("x", x)], {"dim": 1, "correction": 1, "keepdim": False}, dt)
         fam.add(f"var_all_{dt}", "var", var, [("x", x)], {"dim": None, "correction": 1, "keepdim": False}, dt)
         fam.add(f"var_dims02_keep_{dt}", "var", var, [("x", x)], {"dim": [0, 2], "correction": 1, "keepdim": True}, dt)
@@ -332,6 +360,8 @@ def gen_softmax(fam):
             fam.add(f"{op}_3d_dim1_{dt}", op, fn, [("x", x3)], {"dim": 1}, dt)
             fam.add(f"{op}_large_{dt}", op, fn, [("x", large)], {"dim": -1}, dt)
             fam.add(f"{op}_large_dim0_{dt}", op, fn, [("x", large)], {"dim": 0}, dt)
+            fam.add(f"{op}_size1_dim_{dt}", op, fn, [("x", rn(3, 1, dtype=dt))], {"dim": 1}, dt)
+            fam.add(f"{op}_transposed_{dt}", "on_transposed_dim", lambda x, inner, dim, fn=fn: fn(x.mT, dim), [("x", rn(4, 3, dtype=dt))], {"inner": op, "dim": -1}, dt)
             masked = torch.tensor([[0.3, -math.inf, 1.2], [-math.inf, 2.0, -math.inf]], dtype=DTYPES[dt])
             if op == "softmax":
                 fam.add(f"{op}_masked_neg_inf_{dt}", op, fn, [("x", masked)], {"dim": -1}, dt)
@@ -455,6 +485,14 @@ def gen_indexing(fam):
             {"dim": 1},
             dt,
         )
+        fam.add(
+            f"gather_transposed_{dt}", "gather_transposed", lambda x, i, dim: torch.gather(x.mT, dim, i),
+            [("x", rn(4, 3, dtype=dt)), ("index", idx1)], {"dim": 1}, dt,
+        )
+        fam.add(
+            f"index_select_transposed_{dt}", "index_select_transposed", lambda x, i, dim: torch.index_select(x.mT, dim, i),
+            [("x", rn(4, 3, dtype=dt)), ("index", sel)], {"dim": 0}, dt,
+        )
         ids = torch.tensor([[1, 4, 1, 0, 4], [4, 4, 2, 1, 5]])
         fam.add(f"embedding_repeats_{dt}", "embedding", lambda ids, w: F.embedding(ids, w), [("ids", ids), ("weight", rn(6, 3, dtype=dt))], {}, dt)
         fam.add(
@@ -502,6 +540,22 @@ def gen_loss(fam):
             {"reduction": "none", "label_smoothing": 0.2},
             dt,
         )
+        fam.add(
+            f"cross_entropy_smoothing_ignore_sum_{dt}",
+            "cross_entropy",
+            ce,
+            [("logits", logits), ("target", target)],
+            {"reduction": "sum", "label_smoothing": 0.1},
+            dt,
+        )
+        fam.add(
+            f"cross_entropy_all_ignored_{dt}",
+            "cross_entropy",
+            ce,
+            [("logits", rn(2, 3, dtype=dt)), ("target", torch.tensor([-100, -100]))],
+            {"reduction": "mean", "label_smoothing": 0.0},
+            dt,
+        )
         big = torch.tensor([[1000.0, -1000.0, 0.0], [1e4, -1e4, 5e3], [-1000.0, -999.0, -1001.0]], dtype=DTYPES[dt])
         fam.add(
             f"cross_entropy_large_logits_{dt}",
@@ -512,6 +566,45 @@ def gen_loss(fam):
             dt,
         )
         fam.add(f"log_softmax_nll_{dt}", "log_softmax_nll", nll, [("logits", rn(8, 4, dtype=dt)), ("target", torch.tensor([0, 3, 3, 1, 2, 0, 3, 1]))], {}, dt)
+
+
+def gen_composite(fam):
+    """Small blocks where one input fans out to several ops, so gradients must accumulate."""
+
+    def attention(q, k, v):
+        T, d = q.shape[-2], q.shape[-1]
+        scores = q @ k.mT / math.sqrt(d)
+        scores = scores.masked_fill(torch.triu(torch.ones(T, T, dtype=torch.bool), 1), -math.inf)
+        return torch.softmax(scores, -1) @ v
+
+    def layer_norm(x, w, b, eps):
+        mu = x.mean(-1, keepdim=True)
+        var = x.var(-1, correction=0, keepdim=True)
+        return (x - mu) * torch.rsqrt(var + eps) * w + b
+
+    def rms_norm(x, w, eps):
+        return x * torch.rsqrt(x.square().mean(-1, keepdim=True) + eps) * w
+
+    def swiglu(x, wg, wu, wd):
+        return (F.silu(x @ wg.mT) * (x @ wu.mT)) @ wd.mT
+
+    for dt in ("float64", "float32"):
+        fam.add(
+            f"causal_attention_{dt}", "causal_attention", attention,
+            [("q", rn(2, 4, 3, dtype=dt)), ("k", rn(2, 4, 3, dtype=dt)), ("v", rn(2, 4, 3, dtype=dt))], {}, dt,
+        )
+        fam.add(
+            f"layer_norm_{dt}", "layer_norm", layer_norm,
+            [("x", rn(3, 5, dtype=dt)), ("w", rn(5, dtype=dt)), ("b", rn(5, dtype=dt))], {"eps": 1e-5}, dt,
+        )
+        fam.add(f"rms_norm_{dt}", "rms_norm", rms_norm, [("x", rn(3, 5, dtype=dt)), ("w", rn(5, dtype=dt))], {"eps": 1e-6}, dt)
+        fam.add(
+            f"swiglu_mlp_{dt}", "swiglu_mlp", swiglu,
+            [("x", rn(2, 3, 4, dtype=dt)), ("wg", rn(6, 4, dtype=dt)), ("wu", rn(6, 4, dtype=dt)), ("wd", rn(4, 6, dtype=dt))], {}, dt,
+        )
+        fam.add(
+            f"x_times_x_plus_exp_x_{dt}", "fanout", lambda x: x * x + x.exp() * x.sum(0, keepdim=True), [("x", rn(3, 4, dtype=dt))], {}, dt,
+        )
 
 
 def main():
@@ -527,6 +620,7 @@ def main():
         ("movement", gen_movement),
         ("indexing", gen_indexing),
         ("loss", gen_loss),
+        ("composite", gen_composite),
     ]
     total = 0
     for name, gen in gens:
