@@ -196,7 +196,12 @@ def gen_binary(fam):
         "minimum": torch.minimum,
         "pow": torch.pow,
     }
-    shapes = [("bcast_2x3x4_3x1", (2, 3, 4), (3, 1)), ("bcast_4_2x1x4", (4,), (2, 1, 4)), ("scalar_3x2_0d", (3, 2), ())]
+    shapes = [
+        ("bcast_2x3x4_3x1", (2, 3, 4), (3, 1)),
+        ("bcast_4_2x1x4", (4,), (2, 1, 4)),
+        ("scalar_3x2_0d", (3, 2), ()),
+        ("bcast_3x1_1x4", (3, 1), (1, 4)),
+    ]
     for dt in ("float64", "float32"):
         for op, fn in ops.items():
             for tag, sa, sb in shapes:
@@ -258,6 +263,14 @@ def gen_select(fam):
             torch.where,
             [("cond", cond), ("a", rn(3, 4, dtype=dt)), ("b", rn(2, 1, 4, dtype=dt))],
             dtype=dt,
+        )
+        fam.add(
+            f"where_scalar_other_{dt}",
+            "where_scalar",
+            lambda cond, a, other: torch.where(cond, a, torch.tensor(other, dtype=a.dtype)),
+            [("cond", torch.rand(3, 4) > 0.5), ("a", rn(3, 4, dtype=dt))],
+            {"other": -2.5},
+            dt,
         )
         mask = torch.rand(1, 4) > 0.5
         mask[0, 0] = True
@@ -332,6 +345,11 @@ def gen_reduce(fam):
         fam.add(
             f"mean_transposed_keep_{dt}", "mean_transposed", lambda x, dim: x.mT.mean(dim, keepdim=True), [("x", rn(4, 5, dtype=dt))], {"dim": 0}, dt
         )
+        fam.add(f"sum_dims_unsorted_neg_{dt}", "sum", lambda x, dim, keepdim: torch.sum(x, dim, keepdim), [("x", x)], {"dim": [-1, 0], "keepdim": True}, dt)
+        fam.add(f"mean_dims_neg_{dt}", "mean", lambda x, dim, keepdim: torch.mean(x, dim, keepdim), [("x", x)], {"dim": [2, -2], "keepdim": False}, dt)
+        fam.add(f"amax_dims_neg_{dt}", "amax", lambda x, dim, keepdim: torch.amax(x, dim, keepdim), [("x", xt)], {"dim": [-1, -3], "keepdim": False}, dt)
+        fam.add(f"logsumexp_dims_neg_{dt}", "logsumexp", lse, [("x", x)], {"dim": [-1, 0], "keepdim": False}, dt)
+        fam.add(f"var_dims_neg_keep_{dt}", "var", var, [("x", x)], {"dim": [-1, 0], "correction": 1, "keepdim": True}, dt)
         fam.add(f"var_single_element_{dt}", "var", var, [("x", rn(3, 1, dtype=dt))], {"dim": 1, "correction": 1, "keepdim": False}, dt)
         fam.add(f"var_dim1_{dt}", "var", var, [("x", x)], {"dim": 1, "correction": 1, "keepdim": False}, dt)
         fam.add(f"var_all_{dt}", "var", var, [("x", x)], {"dim": None, "correction": 1, "keepdim": False}, dt)
@@ -380,6 +398,8 @@ def gen_matmul(fam):
         ("vec_mat", (4,), (4, 5)),
         ("batched_vec", (2, 3, 4), (4,)),
         ("vec_batched", (4,), (2, 4, 3)),
+        ("outer_k1", (3, 1), (1, 4)),
+        ("bcast_both_batch", (1, 2, 3), (4, 1, 3, 2)),
     ]
     for dt in ("float64", "float32"):
         for tag, sa, sb in cases:
@@ -459,6 +479,21 @@ def gen_movement(fam):
             fam.add(f"triu_d{diag}_{dt}", "triu", lambda x, diagonal: torch.triu(x, diagonal), [("x", sq)], {"diagonal": diag}, dt)
         fam.add(f"tril_batched_{dt}", "tril", lambda x, diagonal: torch.tril(x, diagonal), [("x", x)], {"diagonal": 0}, dt)
         fam.add(f"squeeze_unsqueeze_{dt}", "squeeze_unsqueeze", lambda x, dim: x.squeeze(1).unsqueeze(dim), [("x", rn(2, 1, 3, dtype=dt))], {"dim": 0}, dt)
+        fam.add(f"narrow_neg_start_{dt}", "narrow", lambda x, dim, start, length: x.narrow(dim, start, length), [("x", x)], {"dim": -1, "start": -3, "length": 2}, dt)
+        fam.add(f"permute_neg_{dt}", "permute", lambda x, dims: x.permute(dims), [("x", x)], {"dims": [-1, 0, -2]}, dt)
+        fam.add(f"unsqueeze_neg_{dt}", "unsqueeze", lambda x, dim: x.unsqueeze(dim), [("x", rn(2, 3, dtype=dt))], {"dim": -1}, dt)
+        fam.add(
+            f"cat_empty_piece_{dt}",
+            "cat",
+            lambda a, b, c, dim: torch.cat([a, b, c], dim),
+            [("a", rn(2, 2, dtype=dt)), ("b", rn(2, 0, dtype=dt)), ("c", rn(2, 1, dtype=dt))],
+            {"dim": 1},
+            dt,
+        )
+        fam.add(f"split_neg_dim_{dt}", "split", lambda x, split, dim: list(torch.split(x, split, dim)), [("x", x)], {"split": 3, "dim": -1}, dt)
+        fam.add(f"chunk_uneven_{dt}", "chunk", lambda x, chunks, dim: list(torch.chunk(x, chunks, dim)), [("x", rn(5, 2, dtype=dt))], {"chunks": 3, "dim": 0}, dt)
+        fam.add(f"tril_wide_{dt}", "tril", lambda x, diagonal: torch.tril(x, diagonal), [("x", rn(3, 5, dtype=dt))], {"diagonal": 2}, dt)
+        fam.add(f"triu_tall_{dt}", "triu", lambda x, diagonal: torch.triu(x, diagonal), [("x", rn(5, 3, dtype=dt))], {"diagonal": -2}, dt)
         fam.add(f"flatten_{dt}", "flatten", lambda x, start, end: x.flatten(start, end), [("x", x)], {"start": 1, "end": -1}, dt)
 
 
@@ -469,6 +504,14 @@ def gen_indexing(fam):
         fam.add(f"gather_dim1_repeats_{dt}", "gather", lambda x, i, dim: torch.gather(x, dim, i), [("x", x), ("index", idx1)], {"dim": 1}, dt)
         idx0 = torch.tensor([[2, 0, 0, 1], [2, 2, 1, 0]])
         fam.add(f"gather_dim0_{dt}", "gather", lambda x, i, dim: torch.gather(x, dim, i), [("x", x), ("index", idx0)], {"dim": 0}, dt)
+        fam.add(
+            f"gather_index_smaller_{dt}",
+            "gather",
+            lambda x, i, dim: torch.gather(x, dim, i),
+            [("x", x), ("index", torch.tensor([[3, 0], [1, 1]]))],
+            {"dim": 1},
+            dt,
+        )
         idx3 = torch.tensor([[[1], [0], [2]], [[2], [2], [0]]])
         fam.add(
             f"gather_3d_dimneg1_{dt}", "gather", lambda x, i, dim: torch.gather(x, dim, i), [("x", rn(2, 3, 4, dtype=dt)), ("index", idx3)], {"dim": -1}, dt

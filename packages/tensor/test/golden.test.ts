@@ -101,6 +101,7 @@ const OPS: Record<string, Op> = {
   rsub_scalar: ([a], at) => a!.neg().add(n(at, "s")),
   // selection
   where: ([c, a, b]) => where(c!, a!, b!),
+  where_scalar: ([c, a], at) => where(c!, a!, n(at, "other")),
   masked_fill: ([x, m], a) => x!.maskedFill(m!, n(a, "value")),
   clamp: ([x], a) => x!.clamp(a.min as number | null, a.max as number | null),
   // reductions
@@ -134,6 +135,7 @@ const OPS: Record<string, Op> = {
   tril: ([x], a) => x!.tril(a.diagonal as number),
   triu: ([x], a) => x!.triu(a.diagonal as number),
   squeeze_unsqueeze: ([x], a) => x!.squeeze(1).unsqueeze(a.dim as number),
+  unsqueeze: ([x], a) => x!.unsqueeze(a.dim as number),
   flatten: ([x], a) => x!.flatten(a.start as number, a.end as number),
   // indexing
   gather: ([x, i], a) => x!.gather(a.dim as number, i!),
