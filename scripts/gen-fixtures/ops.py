@@ -611,6 +611,31 @@ def gen_loss(fam):
         fam.add(f"log_softmax_nll_{dt}", "log_softmax_nll", nll, [("logits", rn(8, 4, dtype=dt)), ("target", torch.tensor([0, 3, 3, 1, 2, 0, 3, 1]))], {}, dt)
 
 
+def gen_nonfinite(fam):
+    """NaN and infinity inputs where PyTorch's forward and gradient conventions are well defined."""
+    inf = math.inf
+    x = torch.tensor([inf, -inf, 1.0, -0.5], dtype=torch.float64)
+    for op, fn in (
+        ("relu", torch.relu),
+        ("sigmoid", torch.sigmoid),
+        ("tanh", torch.tanh),
+        ("erf", torch.erf),
+        ("exp", torch.exp),
+        ("silu", F.silu),
+        ("gelu", F.gelu),
+        ("gelu_tanh", lambda t: F.gelu(t, approximate="tanh")),
+    ):
+        fam.add(f"{op}_inf_float64", op, fn, [("x", x)])
+    fam.add("clamp_inf_float64", "clamp", lambda x, min, max: x.clamp(min, max), [("x", x)], {"min": -1.0, "max": 1.0})
+    # NaN must come out as NaN (torch.relu propagates it), never be masked to 0
+    xn = torch.tensor([math.nan, 2.0, -3.0, 0.0], dtype=torch.float64)
+    for op, fn in (("relu", torch.relu), ("sigmoid", torch.sigmoid), ("exp", torch.exp), ("silu", F.silu), ("gelu", F.gelu)):
+        fam.add(f"{op}_nan_float64", op, fn, [("x", xn)])
+    fam.add("softmax_nan_row_float64", "softmax", lambda x, dim: torch.softmax(x, dim), [("x", torch.tensor([[math.nan, 1.0], [0.5, 1.0]], dtype=torch.float64))], {"dim": -1})
+    fam.add("sum_nan_float64", "sum", lambda x, dim, keepdim: torch.sum(x, dim, keepdim), [("x", torch.tensor([[math.nan, 1.0], [0.5, 1.0]], dtype=torch.float64))], {"dim": 1, "keepdim": False})
+    fam.add("relu_nan_float32", "relu", torch.relu, [("x", xn.float())], dtype="float32")
+
+
 def gen_composite(fam):
     """Small blocks where one input fans out to several ops, so gradients must accumulate."""
 
@@ -664,6 +689,7 @@ def main():
         ("indexing", gen_indexing),
         ("loss", gen_loss),
         ("composite", gen_composite),
+        ("nonfinite", gen_nonfinite),
     ]
     total = 0
     for name, gen in gens:

@@ -242,6 +242,7 @@ describe("golden fixtures vs PyTorch", () => {
         "loss",
         "matmul",
         "movement",
+        "nonfinite",
         "reduce",
         "select",
         "softmax",

@@ -5,9 +5,9 @@ import { where } from "../ops/elementwise.js";
 import { normalizeDim } from "../shape.js";
 import type { Tensor } from "../tensor.js";
 
-/** max(x, 0); NOTE: written as a where so the gradient at 0 is 0, as in PyTorch. */
+/** max(x, 0); NOTE: written as a where so the gradient at 0 is 0 and NaN passes through, as in PyTorch. */
 export function relu(x: Tensor): Tensor {
-  return where(x.gt(0), x, 0);
+  return where(x.le(0), 0, x);
 }
 
 /** x * sigmoid(x), the SwiGLU gate. */
