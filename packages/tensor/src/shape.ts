@@ -93,11 +93,12 @@ export function inferReshape(op: string, from: Shape, to: readonly number[]): nu
   if (free > 1) throw new RangeError(`${op}: only one dimension can be -1, got ${fmt(to)}`);
   const known = to.reduce((p, d) => (d === -1 ? p : p * d), 1);
   const out = to.map((d) => (d === -1 ? (known === 0 ? 0 : total / known) : d));
-  checkShape(op, out);
+  // NOTE: the size check comes first so a -1 that cannot be inferred (6 / 4) is reported with both shapes
   if (numel(out) !== total || out.some((d) => !Number.isInteger(d))) {
     throw new RangeError(
       `${op}: shape ${fmt(to)} is invalid for a tensor of shape ${fmt(from)} (${total} elements)`,
     );
   }
+  checkShape(op, out);
   return out;
 }

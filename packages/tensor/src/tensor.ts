@@ -3,7 +3,7 @@
 
 import { backward, type GradNode } from "./autograd/engine.js";
 import type { Backend, View } from "./backend/backend.js";
-import type { DType, TypedArray } from "./dtype.js";
+import { type DType, isFloat, type TypedArray } from "./dtype.js";
 import { type Disposable, keep, type StorageRef, trackTensor } from "./memory.js";
 import * as F from "./ops/index.js";
 import { contiguousStrides, fmt, isContiguous, numel } from "./shape.js";
@@ -117,6 +117,8 @@ export class Tensor implements Disposable {
   requiresGrad_(flag = true): this {
     if (!this.isLeaf)
       throw new Error("requiresGrad_: only leaf tensors can change requiresGrad; use detach() first");
+    if (flag && !isFloat(this.dtype))
+      throw new TypeError(`requiresGrad_: only floating-point tensors can require grad, got ${this.dtype}`);
     this.requiresGrad = flag;
     return this;
   }

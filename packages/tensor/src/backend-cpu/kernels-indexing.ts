@@ -5,11 +5,12 @@ import type { Kernel } from "../ops/signatures.js";
 import { contiguousStrides, fmt } from "../shape.js";
 import { dataOf, rowMajor, stridedOffsets } from "./storage.js";
 
+// NOTE: negative indices are errors, as in PyTorch's gather/index_select/embedding: wrapping them would
+// let a stray -100 label read a row from the end of the table.
 function checked(op: string, i: number, size: number, dim: number): number {
-  const j = i < 0 ? i + size : i;
-  if (!(j >= 0 && j < size))
+  if (!(i >= 0 && i < size))
     throw new RangeError(`${op}: index ${i} is out of range for dim ${dim} of size ${size}`);
-  return j;
+  return i;
 }
 
 /** For each position of `shape` (row-major): its offset in `into` with dim `dim` zeroed out. */

@@ -30,7 +30,11 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
   if (a.ndim === 1 && b.ndim === 1) return reshape(matmul(unsqueeze(a, 0), unsqueeze(b, 1)), []);
   if (a.ndim === 1) return squeeze(matmul(unsqueeze(a, 0), b), -2);
   if (b.ndim === 1) return squeeze(matmul(a, unsqueeze(b, 1)), -1);
-  const batch = broadcastShapes("matmul", a.shape.slice(0, -2), b.shape.slice(0, -2));
+  const batch = broadcastShapes(
+    `matmul (batch dims of ${fmt(a.shape)} x ${fmt(b.shape)})`,
+    a.shape.slice(0, -2),
+    b.shape.slice(0, -2),
+  );
   const a2 = expand(a, [...batch, ...a.shape.slice(-2)]);
   const b2 = expand(b, [...batch, ...b.shape.slice(-2)]);
   return apply("matmul", [a2, b2], {});
