@@ -7,6 +7,7 @@ import {
   crossEntropy,
   dropout,
   embedding,
+  getBackend,
   matmul,
   ones,
   randint,
@@ -205,6 +206,14 @@ describe("out-of-range indices", () => {
     );
     expect(() => x.gather(0, tensor([[-1, 0, 0]]))).toThrow(/gather: index -1 is out of range/);
     expect(() => x.indexSelect(1, tensor([-1]))).toThrow(/indexSelect: index -1 is out of range/);
+  });
+
+  it("a kernel that throws frees the output it was given", () => {
+    const x = x23();
+    const index = tensor([[0], [9]]);
+    const before = getBackend().liveBytes();
+    expect(() => x.gather(1, index)).toThrow(/gather: index 9 is out of range/);
+    expect(getBackend().liveBytes()).toBe(before);
   });
 
   it("gather index larger than the input and indexSelect with a 2-D index", () => {

@@ -55,7 +55,12 @@ function runKernel<K extends OpName>(
   const kernel = backend.kernels[op] as Kernel<K> | undefined;
   if (kernel) {
     const out = allocTensor(backend, meta.shape, meta.dtype);
-    kernel(inputs.map((t) => t._view) as InputViews<K>, attrs, out._view);
+    try {
+      kernel(inputs.map((t) => t._view) as InputViews<K>, attrs, out._view);
+    } catch (e) {
+      out.dispose(); // a kernel that throws (an index out of range) must not leak its output
+      throw e;
+    }
     return out;
   }
   if (process.env.STRICT_BACKEND === "1")
@@ -71,13 +76,22 @@ function runKernel<K extends OpName>(
     console.warn(`tsgrad: backend "${backend.name}" has no "${op}" kernel; running it on the CPU`);
   }
   const cpu = getCpuBackend();
-  const toCpu = (v: View): View => ({
-    storage: cpu.fromArray(read.call(backend, v), v.dtype),
-    layout: { shape: v.layout.shape, strides: contiguousStrides(v.layout.shape), offset: 0 },
-    dtype: v.dtype,
-  });
+  const cpuInputs = inputs.map(
+    (t): View => ({
+      storage: cpu.fromArray(read.call(backend, t._view), t.dtype),
+      layout: { shape: t.shape, strides: contiguousStrides(t.shape), offset: 0 },
+      dtype: t.dtype,
+    }),
+  );
   const cpuOut = allocTensor(cpu, meta.shape, meta.dtype);
-  (cpu.kernels[op] as Kernel<K>)(inputs.map((t) => toCpu(t._view)) as InputViews<K>, attrs, cpuOut._view);
+  try {
+    (cpu.kernels[op] as Kernel<K>)(cpuInputs as InputViews<K>, attrs, cpuOut._view);
+  } catch (e) {
+    cpuOut.dispose();
+    throw e;
+  } finally {
+    for (const v of cpuInputs) cpu.free(v.storage); // the copies are not tensors, so nothing else frees them
+  }
   const storage = backend.fromArray(cpuOut.dataSync(), meta.dtype);
   cpuOut.dispose();
   return new Tensor(new StorageRef(backend, storage), meta.shape, meta.dtype);
