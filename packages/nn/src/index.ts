@@ -21,3 +21,49 @@ export {
 } from "./io/safetensors.js";
 
 // modules, layers, models, generation
+export { generate, type GenerateOptions, positionsFromMask, sampleToken } from "./generation/generate.js";
+export { sequenceLogProbs } from "./generation/logprobs.js";
+export {
+  Attention,
+  type AttentionContext,
+  type AttentionOptions,
+  buildAttentionMask,
+  dtypeMin,
+  type KVCache,
+  repeatKv,
+} from "./layers/attention.js";
+export { checkpoint } from "./layers/checkpoint.js";
+export { DecoderLayer, type DecoderLayerOptions } from "./layers/decoder-layer.js";
+export { initNormal, initUniform } from "./layers/init.js";
+export {
+  Dropout,
+  Embedding,
+  isLinearLike,
+  type LayerOptions,
+  Linear,
+  type LinearLike,
+  type LinearModule,
+} from "./layers/linear.js";
+export { SwiGLU } from "./layers/mlp.js";
+export { RMSNorm } from "./layers/rms-norm.js";
+export { applyRotary, type RopeScaling, ropeCosSin, ropeInvFreq, rotateHalf } from "./layers/rope.js";
+export { AutoModelForCausalLM, type FromPretrainedOptions } from "./models/auto.js";
+export {
+  CausalLM,
+  type CausalLMInput,
+  type CausalLMOutput,
+  DecoderModel,
+  type IntInput,
+  toIdTensor,
+} from "./models/causal-lm.js";
+export type { DecoderConfigFields, ModelOptions } from "./models/config.js";
+export { LlamaConfig, LlamaForCausalLM, LlamaModel } from "./models/llama.js";
+export {
+  loadWeights,
+  readConfigJson,
+  type SavePretrainedOptions,
+  savePretrained,
+} from "./models/pretrained.js";
+export { Qwen2Config, Qwen2ForCausalLM, Qwen2Model } from "./models/qwen2.js";
+export { type LoadStateDictOptions, type LoadStateDictResult, Module } from "./module.js";
+export { Parameter } from "./parameter.js";

@@ -1,0 +1,48 @@
+// AutoModelForCausalLM: picks the model class from config.json's model_type, as transformers' auto classes do.
+
+import type { DType } from "@tsgrad/tensor";
+import type { CausalLM } from "./causal-lm.js";
+import { LlamaConfig, LlamaForCausalLM } from "./llama.js";
+import { CONFIG_FILE, loadWeights, readConfigJson } from "./pretrained.js";
+import { Qwen2Config, Qwen2ForCausalLM } from "./qwen2.js";
+
+const MODELS: Record<string, (config: Record<string, unknown>, dtype: DType) => CausalLM> = {
+  qwen2: (c, dtype) => new Qwen2ForCausalLM(new Qwen2Config(c), { dtype, init: "zeros" }),
+  llama: (c, dtype) => new LlamaForCausalLM(new LlamaConfig(c), { dtype, init: "zeros" }),
+};
+
+export interface FromPretrainedOptions {
+  /** Compute dtype of the parameters (stored BF16/F16/F32 weights are converted); default float32. */
+  dtype?: DType;
+  /** Throw on checkpoint tensors the model has no parameter for (default true). */
+  strict?: boolean;
+}
+
+export const AutoModelForCausalLM = {
+  /**
+   * Builds the model named by `dir/config.json` and loads `dir`'s safetensors weights. The model comes
+   * back in eval mode, as transformers' from_pretrained leaves it.
+   * @example const model = await AutoModelForCausalLM.fromPretrained("./Qwen2.5-0.5B", { dtype: "float32" });
+   */
+  async fromPretrained(dir: string, options: FromPretrainedOptions = {}): Promise<CausalLM> {
+    const config = await readConfigJson(dir);
+    const type = config.model_type;
+    const make = typeof type === "string" ? MODELS[type] : undefined;
+    if (!make) {
+      throw new Error(
+        `fromPretrained: ${dir}/${CONFIG_FILE}: model_type ${JSON.stringify(type)} is not supported; expected one of ${Object.keys(MODELS).join(", ")}`,
+      );
+    }
+    const model = make(config, options.dtype ?? "float32");
+    const tied = model.lm_head === null;
+    await loadWeights(model, dir, {
+      strict: options.strict ?? true,
+      ignore: (k) => (tied && k === "lm_head.weight") || k.endsWith(".rotary_emb.inv_freq"),
+    });
+    return model.eval();
+  },
+  /** The supported model_type values. */
+  modelTypes(): string[] {
+    return Object.keys(MODELS);
+  },
+};
