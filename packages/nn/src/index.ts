@@ -19,6 +19,21 @@ export {
   type TensorInfo,
   type TensorReadOptions,
 } from "./io/safetensors.js";
+export {
+  type ChatMessage,
+  type ChatTemplateOptions,
+  type ChatTemplateSpec,
+  renderChatTemplate,
+} from "./tokenizer/chat-template.js";
+export {
+  AutoTokenizer,
+  type BatchEncoding,
+  type CallOptions,
+  type DecodeOptions,
+  type PaddingSide,
+  PreTrainedTokenizer,
+  type TokenizerFromPretrainedOptions,
+} from "./tokenizer/tokenizer.js";
 
 // modules, layers, models, generation
 export { generate, type GenerateOptions, positionsFromMask, sampleToken } from "./generation/generate.js";
