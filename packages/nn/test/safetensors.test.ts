@@ -340,11 +340,17 @@ describe("sharded checkpoints", () => {
     const out = join(dir, "bad-index");
     await saveShardedSafetensors(out, make(), { maxShardSize: 100 });
     const path = join(out, "model.safetensors.index.json");
-    const index = JSON.parse(await readFile(path, "utf8"));
+    const original = await readFile(path, "utf8");
+    const index = JSON.parse(original);
     index.weight_map["model.norm.weight"] = "model-00001-of-00002.safetensors";
     await writeFile(path, JSON.stringify(index));
     await expect(openSafetensors(out)).rejects.toThrow(
       /weight_map puts "model.norm.weight" in model-00001-of-00002.safetensors, which has no such tensor/,
+    );
+    await writeFile(path, original);
+    await rm(join(out, "model-00002-of-00002.safetensors"));
+    await expect(openSafetensors(out)).rejects.toThrow(
+      /weight_map names model-00002-of-00002.safetensors, which does not exist/,
     );
     await writeFile(path, JSON.stringify({ metadata: {} }));
     await expect(openSafetensors(path)).rejects.toThrow(/no "weight_map"/);

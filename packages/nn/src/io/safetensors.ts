@@ -268,7 +268,10 @@ export class ShardedSafetensors implements SafetensorsReader {
     const owner = new Map<string, SafetensorsFile>();
     try {
       for (const [file, keys] of byFile) {
-        const shard = await SafetensorsFile.open(join(dirname(indexPath), file));
+        const shardPath = join(dirname(indexPath), file);
+        if (!existsSync(shardPath))
+          throw new Error(`${where}: weight_map names ${file}, which does not exist`);
+        const shard = await SafetensorsFile.open(shardPath);
         shards.push(shard);
         for (const key of keys) {
           if (!shard.has(key)) {
