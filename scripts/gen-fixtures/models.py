@@ -165,9 +165,9 @@ def param_shapes(cfg):
     o_bias = (not qwen2) and cfg.get("attention_bias", False)
     mlp_bias = (not qwen2) and cfg.get("mlp_bias", False)
     shapes = {"model.embed_tokens.weight": [V, H]}
+    # Qwen2DecoderLayer / LlamaDecoderLayer define self_attn, mlp, input_layernorm, post_attention_layernorm
     for i in range(cfg["num_hidden_layers"]):
         pre = f"model.layers.{i}."
-        shapes[pre + "input_layernorm.weight"] = [H]
         for name, out in (("q_proj", nH * d), ("k_proj", nKV * d), ("v_proj", nKV * d)):
             shapes[pre + f"self_attn.{name}.weight"] = [out, H]
             if qkv_bias:
@@ -175,11 +175,12 @@ def param_shapes(cfg):
         shapes[pre + "self_attn.o_proj.weight"] = [H, nH * d]
         if o_bias:
             shapes[pre + "self_attn.o_proj.bias"] = [H]
-        shapes[pre + "post_attention_layernorm.weight"] = [H]
         for name, shape in (("gate_proj", [I, H]), ("up_proj", [I, H]), ("down_proj", [H, I])):
             shapes[pre + f"mlp.{name}.weight"] = shape
             if mlp_bias:
                 shapes[pre + f"mlp.{name}.bias"] = [shape[0]]
+        shapes[pre + "input_layernorm.weight"] = [H]
+        shapes[pre + "post_attention_layernorm.weight"] = [H]
     shapes["model.norm.weight"] = [H]
     if not cfg["tie_word_embeddings"]:
         shapes["lm_head.weight"] = [V, H]
@@ -366,7 +367,22 @@ def padded_inputs(seed, explicit_positions):
     return out
 
 
+def write_manifest():
+    """Expected state-dict keys and shapes (in Hugging Face's order) for configs covering every option."""
+    cases = {
+        "qwen2-tiny": QWEN2,
+        "qwen2-untied": {**QWEN2, "tie_word_embeddings": False, "num_key_value_heads": 4},
+        "llama-tiny": LLAMA,
+        "llama-biased": {**LLAMA, "attention_bias": True, "mlp_bias": True, "tie_word_embeddings": True},
+    }
+    out = {name: {"config": cfg, "state_dict": param_shapes(cfg)} for name, cfg in cases.items()}
+    with open(os.path.join(ROOT, "manifest.json"), "w") as f:
+        json.dump(out, f, indent=1)
+        f.write("\n")
+
+
 if __name__ == "__main__":
     torch.set_num_threads(1)
     build("qwen2-tiny", QWEN2, padded_inputs(11, explicit_positions=False), seed=1)
     build("llama-tiny", LLAMA, padded_inputs(12, explicit_positions=True), seed=2)
+    write_manifest()

@@ -40,19 +40,24 @@ export abstract class Module {
   }
 
   /**
-   * Every parameter with its dotted path, each once (the first path wins if one is reachable twice).
+   * Every parameter with its dotted path, depth first in field order, each once (the first path wins if
+   * one is reachable twice).
    * @example for (const [name, p] of model.namedParameters()) console.log(name, p.shape);
    */
   *namedParameters(prefix = ""): Iterable<[string, Parameter]> {
-    const seen = new Set<Parameter>();
-    for (const [path, m] of this.namedModules(prefix)) {
-      for (const { key, value } of m.children()) {
-        if (value instanceof Parameter && !seen.has(value)) {
-          seen.add(value);
-          yield [path === "" ? key : `${path}.${key}`, value];
-        }
-      }
+    const seen = new Set<Parameter | Module>([this]);
+    const stack: [string, Parameter | Module][] = this.childEntries(prefix).reverse();
+    while (stack.length > 0) {
+      const [path, value] = stack.pop()!;
+      if (seen.has(value)) continue;
+      seen.add(value);
+      if (value instanceof Parameter) yield [path, value];
+      else stack.push(...value.childEntries(path).reverse());
     }
+  }
+
+  private childEntries(path: string): [string, Parameter | Module][] {
+    return [...this.children()].map(({ key, value }) => [path === "" ? key : `${path}.${key}`, value]);
   }
 
   parameters(): Parameter[] {
