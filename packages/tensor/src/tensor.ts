@@ -6,7 +6,7 @@ import type { Backend, View } from "./backend/backend.js";
 import { type DType, isFloat, type TypedArray } from "./dtype.js";
 import { type Disposable, keep, type StorageRef, trackTensor } from "./memory.js";
 import * as F from "./ops/index.js";
-import { contiguousStrides, fmt, isContiguous, numel } from "./shape.js";
+import { contiguousStrides, fmt, isContiguous, normalizeDim, numel } from "./shape.js";
 
 export type Scalar = number | boolean;
 export type TensorLike = Tensor | number;
@@ -68,7 +68,7 @@ export class Tensor implements Disposable {
   }
   /** torch.Tensor.size(): the shape, or one dim of it. */
   size(dim?: number): number | readonly number[] {
-    return dim === undefined ? this.shape : this.shape[dim < 0 ? dim + this.ndim : dim]!;
+    return dim === undefined ? this.shape : this.shape[normalizeDim("size", dim, this.ndim)]!;
   }
   dim(): number {
     return this.ndim;

@@ -31,6 +31,7 @@ describe("shape errors name the op, the shapes and what was expected", () => {
       /where: shapes .*\[2, 3\].*\[2, 2\]/,
     );
     expect(() => x23().maskedFill(tensor([[true], [false], [true]]), 0)).toThrow(/\[3, 1\].*\[2, 3\]/);
+    expect(() => zeros([3]).expand(-1, 3)).toThrow(/expand: invalid shape \[-1, 3\]/); // -1 only for existing dims
     expect(() => x23().expand(4, 3)).toThrow(
       /expand: cannot expand \[2, 3\] to \[4, 3\]: dim 0 is 2, expected 1 or 4/,
     );
@@ -62,6 +63,8 @@ describe("shape errors name the op, the shapes and what was expected", () => {
     expect(() => x23().unsqueeze(3)).toThrow(
       /unsqueeze: dim 3 is out of range for a tensor of rank 3; expected -3\.\.2/,
     );
+    expect(() => x23().size(2)).toThrow(/size: dim 2 is out of range for a tensor of rank 2/);
+    expect(x23().size(-1)).toBe(3);
     expect(() => x23().sum([1, -1])).toThrow(/sum: dim \[1,-1\] repeats a dimension/);
     expect(() => x23().permute(0, 0)).toThrow(
       /permute: dims \[0, 0\] are not a permutation of the 2 dims of \[2, 3\]/,
@@ -80,6 +83,9 @@ describe("shape errors name the op, the shapes and what was expected", () => {
   it("cat and stack with mismatched shapes", () => {
     expect(() => cat([x23(), zeros([2, 4])])).toThrow(/cat: shapes \[2, 3\], \[2, 4\] differ outside dim 0/);
     expect(() => cat([])).toThrow(/cat: expected a non-empty list/);
+    expect(() => cat([tensor(1.5), tensor(2.5)])).toThrow(
+      /cat: zero-dimensional tensors cannot be concatenated; use stack/,
+    );
     expect(() => stack([x23(), zeros([3, 2])])).toThrow(/stack: shapes differ: \[2, 3\], \[3, 2\]/);
   });
 

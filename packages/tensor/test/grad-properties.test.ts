@@ -34,6 +34,7 @@ import {
   viewVjpRules,
   vjpRules,
   where,
+  withGradMode,
 } from "@tsgrad/tensor";
 import {
   arbBroadcastShapes,
@@ -799,6 +800,68 @@ const compositeCases: Record<string, GradCase[]> = {
   ],
   defineOp: [unary((x) => square(x.sin()), {}, "unary custom op"), binary((a, b) => mulSin(a, b).exp())],
 };
+
+// ---- second order: the vjp rules are ops too, so their gradients must match finite differences ----
+
+/**
+ * x -> d(sum f(x))/dx through backward({ createGraph: true }). When gradcheck evaluates it at perturbed
+ * points (under noGrad, with plain tensors), a fresh leaf is made there, so the values are the same function.
+ */
+function gradOf(f: (x: Tensor) => Tensor): (x: Tensor) => Tensor {
+  return (x) =>
+    withGradMode(true, () => {
+      const leaf = x.requiresGrad ? x : x.detach().requiresGrad_();
+      const prev = leaf.grad;
+      leaf.grad = null;
+      f(leaf).sum().backward(undefined, { createGraph: true });
+      const g = leaf.grad!;
+      leaf.grad = prev;
+      return g;
+    });
+}
+
+const W = tensor(Float64Array.from([0.5, -1, 2, 0.25, -0.75, 1.5]), { shape: [3, 2], dtype: "float64" });
+
+const secondOrder: Record<string, [(x: Tensor) => Tensor, TensorOptions]> = {
+  "sin, cos": [(x) => x.sin().mul(x.cos()), {}],
+  "exp, log": [(x) => x.exp().add(x.mul(x).add(1).log()), {}],
+  "tanh, sigmoid, erf": [(x) => x.tanh().mul(x.sigmoid()).add(x.erf()), {}],
+  "sqrt, rsqrt, reciprocal": [(x) => x.sqrt().add(x.rsqrt()).add(x.reciprocal()), { min: 0.3, max: 3 }],
+  "pow, div": [(x) => x.pow(3).div(x.add(4)), {}],
+  "softmax, logsumexp": [(x) => x.softmax(-1).mul(x).add(x.logsumexp(-1, true)), {}],
+  "gelu, silu": [(x) => gelu(x).add(silu(x)).add(gelu(x, "tanh")), {}],
+  "matmul, transpose": [(x) => x.reshape(-1, 2).matmul(W.transpose(0, 1)).tanh(), {}],
+  "narrow, cat": [(x) => cat([x.narrow(-1, 1, 1).exp(), x.narrow(-1, 0, 1).sin()], -1).mul(x), {}],
+  "gather, indexSelect": [
+    (x) =>
+      x
+        .reshape(-1, 2)
+        .indexSelect(1, int32([1, 1, 0], [3]))
+        .gather(1, int32([2, 0], [1, 2]).expand(x.numel / 2, 2))
+        .exp(),
+    {},
+  ],
+  "max (distinct values)": [(x) => x.max(-1, true).mul(x).exp(), {}],
+  "where (away from the branch point)": [
+    (x) => where(x.gt(0), x.mul(x), x.exp()).mul(x),
+    { avoidZero: 0.05 },
+  ],
+};
+
+describe("second-order gradients match central differences of the gradient", () => {
+  for (const [name, [f, o]] of Object.entries(secondOrder)) {
+    it(name, () => {
+      const isMax = name.startsWith("max"); // distinct values: no ties
+      run({
+        label: name,
+        arb: fc
+          .tuple(fc.integer({ min: 1, max: 3 }), fc.constant(2))
+          .chain((s) => (isMax ? arbDistinct(s) : f64(s, o)))
+          .map((x) => ({ what: `${x}`, inputs: [x], fn: gradOf(f) })),
+      });
+    });
+  }
+});
 
 // ---- running them ----
 

@@ -333,6 +333,9 @@ describe("dtype promotion", () => {
     expect(tensor([1, 2.5]).dtype).toBe("float32");
     expect(tensor([true, false]).dtype).toBe("bool");
     expect(tensor(new Float64Array(2)).dtype).toBe("float64");
+    // an empty list is float32, as torch.tensor([])
+    expect(tensor([]).dtype).toBe("float32");
+    expect(tensor([]).shape).toEqual([0]);
   });
 
   it("int with float gives float; a float scalar turns an int tensor into float32", () => {
@@ -544,6 +547,36 @@ describe("memory: tidy, keep, dispose", () => {
     }
     expect(new Set(live).size).toBe(1);
     expect(losses[9]!).toBeLessThan(losses[0]!);
+  });
+
+  it("gradient accumulation over micro-batches keeps liveBytes flat", () => {
+    const backend = getBackend();
+    const c = keep(f64([5, 6]));
+    const w = keep(f64([1, 2]).requiresGrad_());
+    const live: number[] = [];
+    for (let step = 0; step < 10; step++) {
+      tidy(() => {
+        for (let micro = 0; micro < 3; micro++) w.mul(c).sum().backward(); // accumulates into w.grad
+      });
+      expect(w.grad!.tolistSync()).toEqual([15, 18]); // 3 * c
+      w.grad!.dispose();
+      w.grad = null;
+      live.push(backend.liveBytes());
+    }
+    expect(new Set(live).size).toBe(1);
+  });
+
+  it("two leaves never share one gradient tensor", () => {
+    // d/da and d/db of sum((a + b) * c) are both c: the same dy, but each leaf owns its .grad
+    const a = f64([1, 2]).requiresGrad_();
+    const b = f64([3, 4]).requiresGrad_();
+    a.add(b)
+      .mul(f64([5, 6]))
+      .sum()
+      .backward();
+    expect(a.grad).not.toBe(b.grad);
+    a.grad!.dispose();
+    expect(b.grad!.tolistSync()).toEqual([5, 6]);
   });
 
   it("tidy disposes intermediates and returns the result and nested results", () => {

@@ -71,7 +71,7 @@ export function backward(root: Tensor, gradient?: Tensor, options: { createGraph
       grads.delete(t);
       const node = t._node;
       if (node === null) {
-        accumulateLeaf(t, g);
+        accumulateLeaf(t, g, options.createGraph === true);
         continue;
       }
       const needs = node.inputs.map((x) => x.requiresGrad);
@@ -88,9 +88,21 @@ export function backward(root: Tensor, gradient?: Tensor, options: { createGraph
   });
 }
 
-function accumulateLeaf(t: Tensor, g: Tensor): void {
+function accumulateLeaf(t: Tensor, g: Tensor, createGraph: boolean): void {
   if (!t.requiresGrad) return;
   // A gradient may be a broadcast view of another tensor; leaves get their own dense copy.
   const dense = g.isContiguous && g.offset === 0 ? g : g.contiguous();
-  t.grad = keep(t.grad ? t.grad.add(dense) : dense);
+  const prev = t.grad;
+  if (prev) {
+    t.grad = keep(prev.add(dense));
+    // NOTE: the replaced gradient is freed, except under createGraph, where the new one's graph holds it
+    if (!createGraph) prev.dispose();
+    return;
+  }
+  // Its own Tensor object (sharing the storage): add gives both inputs the same dy, and disposing one
+  // leaf's .grad must not free another's.
+  const own = dense.detach();
+  own._node = dense._node;
+  own.requiresGrad = dense.requiresGrad;
+  t.grad = keep(own);
 }

@@ -94,7 +94,7 @@ export function tensor(
     opts?.dtype ??
     (flat.length > 0 && flat.every((v) => typeof v === "boolean")
       ? "bool"
-      : flat.every((v) => typeof v === "boolean" || Number.isInteger(v))
+      : flat.length > 0 && flat.every((v) => typeof v === "boolean" || Number.isInteger(v))
         ? "int32"
         : "float32");
   const arr = typedArrayFor(dtype, flat.length);

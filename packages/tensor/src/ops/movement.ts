@@ -4,7 +4,15 @@
 import { noGrad } from "../autograd/grad-mode.js";
 import type { View } from "../backend/backend.js";
 import { promoteTypes } from "../dtype.js";
-import { contiguousStrides, fmt, inferReshape, normalizeDim, normalizeDims, shapesEqual } from "../shape.js";
+import {
+  checkShape,
+  contiguousStrides,
+  fmt,
+  inferReshape,
+  normalizeDim,
+  normalizeDims,
+  shapesEqual,
+} from "../shape.js";
 import type { Tensor } from "../tensor.js";
 import { allocTensor, apply, applyView, attachNode } from "./apply.js";
 import { fromTypedArray } from "./creation.js";
@@ -83,6 +91,7 @@ export function expand(x: Tensor, shape: readonly number[]): Tensor {
   if (lead < 0)
     throw new RangeError(`expand: target ${fmt(shape)} has fewer dims than the input ${fmt(x.shape)}`);
   const target = shape.map((n, i) => (n === -1 && i >= lead ? x.shape[i - lead]! : n));
+  checkShape("expand", target); // -1 is allowed only for existing dims
   const strides = target.map((n, i) => {
     if (i < lead) return 0;
     const have = x.shape[i - lead]!;
@@ -184,6 +193,8 @@ export function padNarrow(dy: Tensor, dim: number, start: number, size: number):
 export function cat(tensors: readonly Tensor[], dim = 0): Tensor {
   if (tensors.length === 0) throw new RangeError("cat: expected a non-empty list of tensors");
   const first = tensors[0]!;
+  if (first.ndim === 0)
+    throw new RangeError("cat: zero-dimensional tensors cannot be concatenated; use stack");
   const d = normalizeDim("cat", dim, first.ndim);
   for (const t of tensors) {
     if (t.ndim !== first.ndim || t.shape.some((n, i) => i !== d && n !== first.shape[i])) {
