@@ -2,6 +2,7 @@
 // tokenizers, chat templates and generation.
 
 // io: safetensors, tokenizers, chat templates
+export { writeFileAtomic } from "./io/atomic.js";
 export {
   INDEX_FILE,
   NATURAL_DTYPE,

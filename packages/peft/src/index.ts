@@ -1,4 +1,6 @@
 // @tsgrad/peft: LoRA, rsLoRA, DoRA and prompt tuning over @tsgrad/nn models, saved and loaded in PEFT's format.
+
+export { type AdapterLayer, isAdapterLayer } from "./adapter-layer.js";
 export {
   ConfigError,
   LORA_DEFAULTS,
@@ -14,7 +16,21 @@ export {
   type TaskType,
 } from "./config.js";
 export { SAVED_PREFIX, savedKey, stripAdapterName } from "./keys.js";
+export { type LoraAdapterSettings, LoraLinear, LoraMagnitude } from "./lora/layer.js";
+export { ModuleDict } from "./module-dict.js";
+export { cloneModule, ModulesToSaveWrapper } from "./modules-to-save.js";
+export { type GetPeftModelOptions, getPeftModel, injectLora, LoraModel, PeftModel } from "./peft-model.js";
+export { PromptEmbedding, tileInitIds } from "./prompt-tuning.js";
 export { pythonJsonDumps } from "./python-json.js";
+export {
+  ADAPTER_CONFIG,
+  ADAPTER_WEIGHTS,
+  type FromPretrainedOptions,
+  loadAdapterWeights,
+  loadPeftConfig,
+  loadPeftModel,
+  savePeftModel,
+} from "./save-load.js";
 export {
   DEFAULT_TARGET_MODULES,
   getPatternKey,
