@@ -116,7 +116,7 @@ export function generate(model: CausalLM, inputIds: IntInput, options: GenerateO
         tidy(() => {
           const { logits } = model.forward({
             input_ids: stepIds,
-            attention_mask: tensor(mask.flat(), { dtype: "int32", shape: [B, S] }),
+            attention_mask: tensor(Int32Array.from(mask.flat()), { shape: [B, S] }),
             position_ids: tensor(stepPositions, { shape: [B, stepPositions.length / B] }),
             past_key_values: cache,
           });
