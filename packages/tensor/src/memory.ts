@@ -64,6 +64,10 @@ export function tidy<T>(fn: () => T): T {
   let result: T;
   try {
     result = fn();
+  } catch (e) {
+    // NOTE: nothing escapes a scope that threw, so everything it made is freed (as tfjs's tidy does)
+    for (const t of scope) if (!t._kept && !t.isDisposed) t.dispose();
+    throw e;
   } finally {
     scopes.pop();
   }

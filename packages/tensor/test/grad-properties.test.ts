@@ -489,6 +489,13 @@ const mulSin = defineOp({
   ],
 });
 
+/** Its forward returns the input itself when it is already float64. */
+const asDouble = defineOp({
+  name: "asDouble",
+  forward: (x: Tensor) => x.double(),
+  backward: (dy) => [dy],
+});
+
 const compositeCases: Record<string, GradCase[]> = {
   relu: [
     unary(relu, { avoidZero: 0.05 }, "away from 0"),
@@ -798,7 +805,11 @@ const compositeCases: Record<string, GradCase[]> = {
       "fixed seed inside fn",
     ),
   ],
-  defineOp: [unary((x) => square(x.sin()), {}, "unary custom op"), binary((a, b) => mulSin(a, b).exp())],
+  defineOp: [
+    unary((x) => square(x.sin()), {}, "unary custom op"),
+    binary((a, b) => mulSin(a, b).exp()),
+    unary((x) => asDouble(x).mul(x.sin()), {}, "forward returns its input unchanged"),
+  ],
 };
 
 // ---- second order: the vjp rules are ops too, so their gradients must match finite differences ----

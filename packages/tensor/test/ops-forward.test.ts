@@ -591,6 +591,22 @@ describe("memory: tidy, keep, dispose", () => {
     expect(() => tidy(() => Promise.resolve(1) as unknown as number)).toThrow(/tidy: fn must be synchronous/);
   });
 
+  it("tidy frees what it made when fn throws", () => {
+    const backend = getBackend();
+    const before = backend.liveBytes();
+    const kept = tidy(() => {
+      expect(() =>
+        tidy(() => {
+          ones([100]).add(1);
+          throw new Error("boom");
+        }),
+      ).toThrow("boom");
+      return ones([1]);
+    });
+    expect(backend.liveBytes() - before).toBe(4); // only the returned float32 [1]
+    kept.dispose();
+  });
+
   it("a view keeps the storage alive; memory is freed with the last reference", () => {
     const backend = getBackend();
     const x = f64([1, 1, 1, 1]);

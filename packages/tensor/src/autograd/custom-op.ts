@@ -25,7 +25,10 @@ export interface CustomOpSpec<In extends Tensor[]> {
  */
 export function defineOp<In extends Tensor[]>(spec: CustomOpSpec<In>): (...inputs: In) => Tensor {
   return (...inputs: In) => {
-    const out = noGrad(() => spec.forward(...inputs));
+    const computed = noGrad(() => spec.forward(...inputs));
+    // A forward may return an input unchanged (x.float() of a float32 x); the node must go on a new tensor,
+    // or the input would lose its leaf status and its gradient.
+    const out = inputs.includes(computed) || computed._node !== null ? computed.detach() : computed;
     return attachNode(out, spec.name, inputs, (dy, needs) => {
       const grads = spec.backward(dy, { inputs, out, needs });
       if (grads.length !== inputs.length) {
