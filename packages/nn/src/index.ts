@@ -37,7 +37,8 @@ export {
 } from "./tokenizer/tokenizer.js";
 
 // modules, layers, models, generation
-export { generate, type GenerateOptions, positionsFromMask, sampleToken } from "./generation/generate.js";
+
+export { type GenerateOptions, generate, positionsFromMask, sampleToken } from "./generation/generate.js";
 export { sequenceLogProbs } from "./generation/logprobs.js";
 export {
   Attention,

@@ -130,7 +130,7 @@ export abstract class CausalLM<C extends DecoderConfigFields = DecoderConfigFiel
   readonly config: C;
   protected readonly _r: ResolvedDecoderConfig;
 
-  protected constructor(config: C, r: ResolvedDecoderConfig, _options: ModelOptions) {
+  protected constructor(config: C, r: ResolvedDecoderConfig) {
     super();
     this.config = config;
     this._r = r;

@@ -49,7 +49,7 @@ export class LlamaForCausalLM extends CausalLM<LlamaConfig> {
   constructor(config: LlamaConfig, options: ModelOptions = {}) {
     const bias = config.attention_bias === true;
     const r = resolveDecoderConfig(config, { qkv: bias, o: bias, mlp: config.mlp_bias === true });
-    super(config, r, options);
+    super(config, r);
     this.model = new LlamaModel(r, { ...options, paddingIdx: config.pad_token_id });
     this.initHead(r, options);
   }

@@ -53,7 +53,7 @@ export class Qwen2ForCausalLM extends CausalLM<Qwen2Config> {
       );
     }
     const r = resolveDecoderConfig(config, { qkv: true, o: false, mlp: false });
-    super(config, r, options);
+    super(config, r);
     this.model = new Qwen2Model(r, { ...options, paddingIdx: config.pad_token_id });
     this.initHead(r, options);
   }
