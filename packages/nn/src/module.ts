@@ -101,9 +101,12 @@ export abstract class Module {
     return this;
   }
 
-  /** Drops every parameter's gradient. */
+  /** Drops (and frees) every parameter's gradient, like torch's zero_grad(set_to_none=True). */
   zeroGrad(): void {
-    for (const p of this.parameters()) p.grad = null;
+    for (const p of this.parameters()) {
+      p.grad?.dispose();
+      p.grad = null;
+    }
   }
 
   train(mode = true): this {

@@ -23,7 +23,7 @@ import {
   Qwen2ForCausalLM,
   saveSafetensors,
 } from "@tsgrad/nn";
-import { cat, manualSeed, noGrad, type Tensor, tensor } from "@tsgrad/tensor";
+import { cat, getBackend, manualSeed, noGrad, type Tensor, tensor, tidy } from "@tsgrad/tensor";
 import { expectAllClose, TOLERANCES } from "@tsgrad/tensor/testing";
 import { afterAll, describe, expect, it } from "vitest";
 
@@ -89,6 +89,43 @@ describe("configs", () => {
     expect(() => build({ ...base, rope_scaling: { rope_type: "yarn", factor: 2 } })).toThrow(
       /rope_type "yarn"/,
     );
+  });
+});
+
+describe("config variants", () => {
+  it("rope_parameters (transformers v5) means the same as rope_theta + rope_scaling", async () => {
+    const model = await AutoModelForCausalLM.fromPretrained(`${FIXTURES}llama-tiny`);
+    const { rope_theta, rope_scaling, ...rest } = manifest["llama-tiny"]!.config;
+    const v5 = new LlamaForCausalLM(
+      new LlamaConfig({ ...rest, rope_parameters: { ...(rope_scaling as object), rope_theta } as never }),
+      { init: "zeros" },
+    );
+    v5.loadStateDict(model.stateDict());
+    const ids = [[5, 17, 99, 3, 42, 8]];
+    const a = noGrad(
+      () => model.forward({ input_ids: ids, position_ids: [[40, 41, 42, 43, 44, 45]] }).logits,
+    );
+    const b = noGrad(() => v5.forward({ input_ids: ids, position_ids: [[40, 41, 42, 43, 44, 45]] }).logits);
+    expect(b.tolistSync()).toEqual(a.tolistSync());
+    // and rope scaling matters at these positions: without it the logits move
+    const plain = new LlamaForCausalLM(new LlamaConfig({ ...rest, rope_theta: rope_theta as number }), {
+      init: "zeros",
+    });
+    plain.loadStateDict(model.stateDict());
+    const c = noGrad(
+      () => plain.forward({ input_ids: ids, position_ids: [[40, 41, 42, 43, 44, 45]] }).logits,
+    );
+    expect(c.tolistSync()).not.toEqual(a.tolistSync());
+  });
+
+  it("a tied checkpoint that still carries lm_head.weight loads", async () => {
+    const dir = fixtureDir("qwen2-tiny");
+    const model = await AutoModelForCausalLM.fromPretrained(dir);
+    expect(model.lm_head).toBeNull();
+    const sd = model.stateDict();
+    sd.set("lm_head.weight", model.model.embed_tokens.weight);
+    await saveSafetensors(join(dir, "model.safetensors"), sd);
+    await expect(AutoModelForCausalLM.fromPretrained(dir)).resolves.toBeDefined();
   });
 });
 
@@ -315,5 +352,22 @@ describe("load errors name the file and the problem", () => {
     expect(await loadError(dir)).toMatch(/unexpected tensors: model\.extra\.weight/);
     manualSeed(0);
     await expect(AutoModelForCausalLM.fromPretrained(dir, { strict: false })).resolves.toBeDefined();
+  });
+});
+
+describe("memory", () => {
+  it("a tidy training step leaves live bytes flat (only parameters and their gradients stay)", async () => {
+    const model = (await AutoModelForCausalLM.fromPretrained(`${FIXTURES}llama-tiny`)).train();
+    const batch = { input_ids: [[5, 17, 99, 3]], labels: [[5, 17, 99, 3]] };
+    const live: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      model.zeroGrad();
+      tidy(() => {
+        model.forward(batch).loss!.backward();
+      });
+      live.push(getBackend().liveBytes());
+    }
+    expect(live[2]).toBe(live[1]);
+    expect(live[1]).toBe(live[0]);
   });
 });
