@@ -31,7 +31,8 @@ import {
   where,
   zeros,
 } from "@tsgrad/tensor";
-import { expectAllClose } from "@tsgrad/tensor/testing";
+import { arbShape, arbTensor, expectAllClose } from "@tsgrad/tensor/testing";
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 
 const LN2 = Math.LN2;
@@ -346,6 +347,9 @@ describe("dtype promotion", () => {
     expect(i.add(2).tolistSync()).toEqual([3, 4]);
     expect(i.mul(2.5).dtype).toBe("float32");
     expect(i.mul(2.5).tolistSync()).toEqual([2.5, 5]);
+    // alpha scales a number operand as a number: 5 - 2 * 2 = 1 stays int32
+    expect(tensor([5]).sub(2, 2).dtype).toBe("int32");
+    expect(tensor([5]).sub(2, 2).tolistSync()).toEqual([1]);
     // a scalar never widens a float tensor
     expect(tensor([1], { dtype: "float32" }).add(1e-3).dtype).toBe("float32");
     expect(tensor([1], { dtype: "float32" }).add(tensor([1], { dtype: "float64" })).dtype).toBe("float64");
@@ -437,6 +441,61 @@ describe("views share storage and do not copy", () => {
     expect(p.contiguous().isContiguous).toBe(true);
     expect(p.sum(0).tolistSync()).toEqual(x.sum(2).tolistSync());
   });
+});
+
+describe("kernels read strided views correctly (property)", () => {
+  // op(view) must equal op(view.contiguous()) exactly: the same kernel arithmetic on the same values, only
+  // the addressing differs. Views: transpose, narrow (offset), expand (stride 0), permute.
+  type ViewFn = (t: Tensor) => Tensor;
+  const arbView: fc.Arbitrary<{ x: Tensor; view: ViewFn; name: string }> = arbShape({
+    minRank: 2,
+    maxRank: 3,
+    minDim: 2,
+    maxDim: 4,
+  }).chain((s) =>
+    fc
+      .record({
+        x: arbTensor(s, { dtype: "float64" }),
+        name: fc.constantFrom("transpose", "narrow", "expand", "permute", "narrow+transpose"),
+      })
+      .map(({ x, name }) => {
+        const views: Record<string, ViewFn> = {
+          transpose: (t) => t.transpose(0, -1),
+          narrow: (t) => t.narrow(-1, 1, t.shape.at(-1)! - 1),
+          expand: (t) => t.narrow(0, 1, 1).expand(3, ...t.shape.slice(1)),
+          permute: (t) => t.permute(...t.shape.map((_, i) => t.ndim - 1 - i)),
+          "narrow+transpose": (t) => t.narrow(0, 1, 1).transpose(0, -1),
+        };
+        return { x, view: views[name]!, name };
+      }),
+  );
+  const ops: Record<string, (t: Tensor) => Tensor> = {
+    exp: (t) => t.exp(),
+    "add broadcast row": (t) => t.add(t.narrow(0, 0, 1)),
+    "mul by itself": (t) => t.mul(t),
+    "sum dim 0": (t) => t.sum(0),
+    "sum dim -1 keepdim": (t) => t.sum(-1, true),
+    "max dim 1": (t) => t.max(1),
+    "argmin dim -1": (t) => t.argmin(-1),
+    "matmul with its transpose": (t) => t.matmul(t.mT),
+    "gather dim -1": (t) => t.gather(-1, zeros(t.shape, { dtype: "int32" }).add(t.shape.at(-1)! - 1)),
+    "indexSelect dim 0": (t) => t.indexSelect(0, tensor([1, 0, 1])),
+    "cat with itself": (t) => cat([t, t], 1),
+    softmax: (t) => t.softmax(-1),
+    "where gt 0": (t) => where(t.gt(0), t, t.neg()),
+    "cast to float32": (t) => t.float(),
+  };
+  for (const [opName, op] of Object.entries(ops)) {
+    it(opName, () => {
+      fc.assert(
+        fc.property(arbView, ({ x, view }) => {
+          const v = view(x);
+          expect(op(v).tolistSync()).toEqual(op(v.contiguous()).tolistSync());
+        }),
+        { numRuns: 25 },
+      );
+    });
+  }
 });
 
 describe("cat, stack, split and chunk", () => {

@@ -40,11 +40,16 @@ function unaryFloat(op: OpName, x: Tensor): Tensor {
   return apply(op, [isFloat(x.dtype) ? x : cast(x, "float32")], {});
 }
 
+/** b * alpha; a plain number stays a number, so it promotes as a scalar (int - 2 * 2 stays int). */
+function scaled(b: TensorLike, alpha?: number): TensorLike {
+  if (alpha === undefined || alpha === 1) return b;
+  return typeof b === "number" ? b * alpha : mul(b, alpha);
+}
 export function add(a: TensorLike, b: TensorLike, alpha?: number): Tensor {
-  return binary("add", a, alpha === undefined || alpha === 1 ? b : mul(b, alpha));
+  return binary("add", a, scaled(b, alpha));
 }
 export function sub(a: TensorLike, b: TensorLike, alpha?: number): Tensor {
-  return binary("sub", a, alpha === undefined || alpha === 1 ? b : mul(b, alpha));
+  return binary("sub", a, scaled(b, alpha));
 }
 export const mul = (a: TensorLike, b: TensorLike): Tensor => binary("mul", a, b);
 /** True division: integer inputs give float32, as in PyTorch. */
