@@ -5,6 +5,8 @@ export default defineConfig({
   format: ["esm", "cjs"],
   dts: true,
   clean: true,
+  // One shared chunk for both entries, so "." and "./testing" see the same Tensor class and backend registry.
+  splitting: true,
   sourcemap: true,
   target: "node20",
   external: ["fast-check"],

@@ -38,7 +38,10 @@ export type {
   KernelTable,
   OpName,
   OpSignatures,
+  TupleOf,
+  ViewAttrs,
   ViewOpName,
+  ViewOpSignatures,
 } from "./ops/signatures.js";
 export { getRngState, manualSeed, type RngState, setRngState } from "./rng.js";
 export { broadcastShapes, contiguousStrides, numel, type Shape } from "./shape.js";
