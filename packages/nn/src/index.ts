@@ -51,19 +51,13 @@ export {
 } from "./layers/attention.js";
 export { checkpoint } from "./layers/checkpoint.js";
 export { DecoderLayer, type DecoderLayerOptions } from "./layers/decoder-layer.js";
+export { Dropout } from "./layers/dropout.js";
+export { Embedding } from "./layers/embedding.js";
 export { initNormal, initUniform } from "./layers/init.js";
-export {
-  Dropout,
-  Embedding,
-  isLinearLike,
-  type LayerOptions,
-  Linear,
-  type LinearLike,
-  type LinearModule,
-} from "./layers/linear.js";
-export { SwiGLU } from "./layers/mlp.js";
+export { isLinearLike, type LayerOptions, Linear, type LinearLike, type LinearModule } from "./layers/linear.js";
 export { RMSNorm } from "./layers/rms-norm.js";
 export { applyRotary, type RopeScaling, ropeCosSin, ropeInvFreq, rotateHalf } from "./layers/rope.js";
+export { SwiGLU } from "./layers/swiglu.js";
 export { AutoModelForCausalLM, type FromPretrainedOptions } from "./models/auto.js";
 export {
   CausalLM,

@@ -3,8 +3,8 @@
 import type { Tensor } from "@tsgrad/tensor";
 import { Module } from "../module.js";
 import { Attention, type AttentionContext, type AttentionOptions } from "./attention.js";
-import { SwiGLU } from "./mlp.js";
 import { RMSNorm } from "./rms-norm.js";
+import { SwiGLU } from "./swiglu.js";
 
 export interface DecoderLayerOptions extends AttentionOptions {
   intermediateSize: number;

@@ -1,10 +1,10 @@
-// Linear, Embedding and Dropout: the leaf layers. Linear keeps Hugging Face's weight layout [out, in]
-// and computes y = x W^T + b, so checkpoints load with no transposes (style guide 3.7).
+// Linear keeps Hugging Face's weight layout [out, in] and computes y = x W^T + b, so checkpoints load with
+// no transposes (style guide 3.7). LinearLike is the surface adapters and quantized layers share.
 
-import { type DType, dropout, embedding, type Tensor, where, zeros } from "@tsgrad/tensor";
+import { type DType, type Tensor, zeros } from "@tsgrad/tensor";
 import { Module } from "../module.js";
 import { Parameter } from "../parameter.js";
-import { initNormal, initUniform } from "./init.js";
+import { initUniform } from "./init.js";
 
 /** What adapters and quantized layers rely on (style guide 3.9): a Linear, a QuantizedLinear, a LoraLinear. */
 export interface LinearLike {
@@ -65,42 +65,5 @@ export class Linear extends Module implements LinearLike {
 
   denseWeight(): Tensor {
     return this.weight;
-  }
-}
-
-export class Embedding extends Module {
-  weight: Parameter; // [num_embeddings, embedding_dim]
-
-  constructor(
-    readonly numEmbeddings: number,
-    readonly embeddingDim: number,
-    options: LayerOptions & { paddingIdx?: number | null } = {},
-  ) {
-    super();
-    const { dtype = "float32", init = "default" } = options;
-    const shape = [numEmbeddings, embeddingDim];
-    // torch.nn.Embedding initializes N(0, 1); models re-initialize with their initializer_range.
-    this.weight = new Parameter(init === "zeros" ? zeros(shape, { dtype }) : initNormal(shape, 1, dtype));
-    this.paddingIdx = options.paddingIdx ?? null;
-  }
-
-  /** torch's padding_idx: lookups of this id get no gradient, so its row is never trained. */
-  readonly paddingIdx: number | null;
-
-  /** ids [...] (int32) -> [..., embedding_dim] */
-  forward(ids: Tensor): Tensor {
-    const out = embedding(ids, this.weight);
-    if (this.paddingIdx === null || !out.requiresGrad) return out;
-    return where(ids.eq(this.paddingIdx).unsqueeze(-1), out.detach(), out);
-  }
-}
-
-export class Dropout extends Module {
-  constructor(readonly p = 0.5) {
-    super();
-  }
-  /** Inverted dropout while training (scaled by 1/(1-p)); the identity in eval mode. */
-  forward(x: Tensor): Tensor {
-    return dropout(x, this.p, this.training);
   }
 }
