@@ -638,6 +638,16 @@ describe("memory: tidy, keep, dispose", () => {
     expect(b.grad!.tolistSync()).toEqual([5, 6]);
   });
 
+  it("disposing a leaf's .grad frees its memory", () => {
+    const w = f64([1, 2]).requiresGrad_();
+    w.mul(f64([3, 4]))
+      .sum()
+      .backward();
+    const before = getBackend().liveBytes();
+    w.grad!.dispose();
+    expect(before - getBackend().liveBytes()).toBe(2 * 8);
+  });
+
   it("tidy disposes intermediates and returns the result and nested results", () => {
     let inner: Tensor | undefined;
     const out = tidy(() => {

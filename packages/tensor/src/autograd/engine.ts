@@ -62,6 +62,7 @@ export function backward(root: Tensor, gradient?: Tensor, options: { createGraph
   }
   withGradMode(options.createGraph === true, () => {
     const grads = new Map<Tensor, Tensor>();
+    const given = new Set<Tensor>(); // tensors already handed to a leaf as its gradient
     grads.set(root, gradient ?? onesLike(root));
     const order = topoSort(root);
     for (let k = order.length - 1; k >= 0; k--) {
@@ -71,7 +72,7 @@ export function backward(root: Tensor, gradient?: Tensor, options: { createGraph
       grads.delete(t);
       const node = t._node;
       if (node === null) {
-        accumulateLeaf(t, g, options.createGraph === true);
+        accumulateLeaf(t, g, options.createGraph === true, given);
         continue;
       }
       const needs = node.inputs.map((x) => x.requiresGrad);
@@ -88,21 +89,21 @@ export function backward(root: Tensor, gradient?: Tensor, options: { createGraph
   });
 }
 
-function accumulateLeaf(t: Tensor, g: Tensor, createGraph: boolean): void {
+function accumulateLeaf(t: Tensor, g: Tensor, createGraph: boolean, given: Set<Tensor>): void {
   if (!t.requiresGrad) return;
   // A gradient may be a broadcast view of another tensor; leaves get their own dense copy.
-  const dense = g.isContiguous && g.offset === 0 ? g : g.contiguous();
-  const prev = t.grad;
-  if (prev) {
-    t.grad = keep(prev.add(dense));
-    // NOTE: the replaced gradient is freed, except under createGraph, where the new one's graph holds it
-    if (!createGraph) prev.dispose();
-    return;
+  let dense = g.isContiguous && g.offset === 0 ? g : g.contiguous();
+  if (given.has(dense)) {
+    // add gives both inputs the same dy: each leaf gets its own Tensor (sharing the storage), so that
+    // disposing one leaf's .grad never frees another's
+    const own = dense.detach();
+    own._node = dense._node;
+    own.requiresGrad = dense.requiresGrad;
+    dense = own;
   }
-  // Its own Tensor object (sharing the storage): add gives both inputs the same dy, and disposing one
-  // leaf's .grad must not free another's.
-  const own = dense.detach();
-  own._node = dense._node;
-  own.requiresGrad = dense.requiresGrad;
-  t.grad = keep(own);
+  given.add(dense);
+  const prev = t.grad;
+  t.grad = keep(prev ? prev.add(dense) : dense);
+  // NOTE: a replaced gradient is freed, except under createGraph, where the new one's graph holds it
+  if (prev && !createGraph) prev.dispose();
 }
