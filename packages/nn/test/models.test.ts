@@ -180,6 +180,15 @@ describe("forward", () => {
     expect(summed.itemSync()).toBeCloseTo((mean * 4) / 10, 4);
   });
 
+  it("logits_to_keep returns the last positions' logits only", async () => {
+    const model = await qwen();
+    const ids = [[5, 17, 99, 3]];
+    const all = noGrad(() => model.forward({ input_ids: ids }).logits);
+    const last = noGrad(() => model.forward({ input_ids: ids, logits_to_keep: 1 }).logits);
+    expect(last.shape).toEqual([1, 1, 128]);
+    expect(last.tolistSync()).toEqual(all.slice(1, 3).tolistSync());
+  });
+
   it("inputs_embeds gives the same logits as input_ids", async () => {
     const model = await qwen();
     const ids = tensor([[5, 17, 99, 3]], { dtype: "int32" });

@@ -119,9 +119,9 @@ export function generate(model: CausalLM, inputIds: IntInput, options: GenerateO
             attention_mask: tensor(Int32Array.from(mask.flat()), { shape: [B, S] }),
             position_ids: tensor(stepPositions, { shape: [B, stepPositions.length / B] }),
             past_key_values: cache,
+            logits_to_keep: 1,
           });
-          const n = logits.shape[1]!;
-          return logits.slice(1, n - 1).reshape([B, logits.shape[2]!]); // [B, V]
+          return logits.reshape([B, logits.shape[2]!]); // [B, 1, V] -> [B, V]
         }),
       );
       const data = last.dataSync();

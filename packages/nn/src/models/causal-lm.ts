@@ -33,6 +33,8 @@ export interface CausalLMInput {
   past_key_values?: KVCache[] | null;
   /** Divide the summed loss by this count instead of the local number of targets (gradient accumulation). */
   num_items_in_batch?: number;
+  /** Compute logits for the last this-many positions only (0 = all), as transformers' logits_to_keep. */
+  logits_to_keep?: number;
 }
 
 export interface CausalLMOutput {
@@ -203,7 +205,9 @@ export abstract class CausalLM<C extends DecoderConfigFields = DecoderConfigFiel
       input.position_ids != null
         ? toFlatInts(input.position_ids, B, T, "position_ids")
         : Int32Array.from({ length: B * T }, (_, i) => past + (i % T));
-    const h = this.model.forward(embeds, { positions, attentionMask, past, cache });
+    let h = this.model.forward(embeds, { positions, attentionMask, past, cache }); // [B, T, H]
+    const keep = input.logits_to_keep ?? 0;
+    if (keep > 0 && keep < T) h = h.slice(1, T - keep); // [B, keep, H]
     const logits = this.logitsFromHidden(h);
     const loss =
       input.labels != null ? this.lossFromLogits(logits, input.labels, input.num_items_in_batch) : null;
