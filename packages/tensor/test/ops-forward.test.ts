@@ -375,6 +375,17 @@ describe("dtype promotion", () => {
     expect(tensor([1, 2, 3]).mean().itemSync()).toBe(2);
   });
 
+  it("bool tensors hold only 0 and 1, however they are made", () => {
+    // a bool is x != 0: the Uint8Array values 2 and 5 are both true, so two elements are set
+    const fromBytes = tensor(new Uint8Array([0, 2, 5]), { dtype: "bool" });
+    expect(fromBytes.sum().itemSync()).toBe(2);
+    expect(fromBytes.eq(tensor([false, true, true])).tolistSync()).toEqual([true, true, true]);
+    expect(full([3], 2, { dtype: "bool" }).sum().itemSync()).toBe(3);
+    expect(full([2], Number.NaN, { dtype: "bool" }).tolistSync()).toEqual([true, true]); // NaN != 0
+    const filled = zeros([3], { dtype: "bool" }).maskedFill(tensor([true, false, true]), 5);
+    expect(filled.sum().itemSync()).toBe(2);
+  });
+
   it("casts: float to int truncates toward zero, to bool is x != 0", () => {
     expect(tensor([1.7, -1.7, 0.2]).int().tolistSync()).toEqual([1, -1, 0]);
     expect(tensor([0, -2, 0.5]).bool().tolistSync()).toEqual([false, true, true]);

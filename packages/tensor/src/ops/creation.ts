@@ -81,10 +81,8 @@ export function tensor(
   if (ArrayBuffer.isView(data)) {
     const typed = data as TypedArray;
     const dtype = opts?.dtype ?? dtypeOfArray(typed);
-    const converted =
-      dtypeOfArray(typed) === dtype || (dtype === "bool" && typed instanceof Uint8Array)
-        ? typed
-        : convert(typed, dtype);
+    // NOTE: bool always converts, so a Uint8Array holding 2 or 5 becomes 1 (bool storage is 0 or 1)
+    const converted = dtypeOfArray(typed) === dtype ? typed : convert(typed, dtype);
     return finish(fromTypedArray(converted, opts?.shape ?? [typed.length], dtype, backend), "tensor", opts);
   }
   const shape = inferShape(data);
@@ -111,7 +109,7 @@ function convert(src: TypedArray, dtype: DType): TypedArray {
 /** A 0-d tensor holding v, on the given backend. */
 export function scalar(v: number | boolean, dtype: DType, backend: Backend = getBackend()): Tensor {
   const arr = typedArrayFor(dtype, 1);
-  arr[0] = typeof v === "boolean" ? (v ? 1 : 0) : v;
+  arr[0] = typeof v === "boolean" ? (v ? 1 : 0) : dtype === "bool" ? (v !== 0 ? 1 : 0) : v;
   return fromTypedArray(arr, [], dtype, backend);
 }
 
@@ -120,7 +118,7 @@ export function full(shape: readonly number[], value: number | boolean, opts?: C
   const dtype = opts?.dtype ?? (typeof value === "boolean" ? "bool" : "float32");
   const backend = getBackend(opts?.device);
   const n = numel(shape);
-  const v = typeof value === "boolean" ? Number(value) : value;
+  const v = typeof value === "boolean" ? Number(value) : dtype === "bool" ? (value !== 0 ? 1 : 0) : value;
   if (v === 0)
     return finish(new Tensor(new StorageRef(backend, backend.alloc(dtype, n)), shape, dtype), "full", opts);
   return finish(fromTypedArray(typedArrayFor(dtype, n).fill(v), shape, dtype, backend), "full", opts);
