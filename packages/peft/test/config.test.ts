@@ -193,3 +193,12 @@ describe("saved key names (spec 5.3)", () => {
     );
   });
 });
+
+describe("prompt tuning TEXT init ids (spec 4.2)", () => {
+  it("tiles a short text and cuts a long one to num_virtual_tokens", async () => {
+    const { tileInitIds } = await import("../src/prompt-tuning.js");
+    expect(tileInitIds([1, 2, 3, 4, 5], 8)).toEqual([1, 2, 3, 4, 5, 1, 2, 3]);
+    expect(tileInitIds([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], 8)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    expect(() => tileInitIds([], 8)).toThrow(/no tokens/);
+  });
+});

@@ -9,7 +9,7 @@ import { setBackend } from "@tsgrad/tensor";
 import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
-const READMES = ["README.md", "packages/tensor/README.md"];
+const READMES = ["README.md", "packages/tensor/README.md", "packages/peft/README.md"];
 
 function tsBlocks(readme: string): { line: number; code: string }[] {
   const text = readFileSync(join(repo, readme), "utf8");
