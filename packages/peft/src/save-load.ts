@@ -117,6 +117,8 @@ export async function loadPeftModel(
     for (const [p, flag] of frozen) p.requiresGrad = flag;
     throw e;
   }
+  // As PEFT's load_adapter: an adapter loaded for inference leaves the model in eval mode (no LoRA dropout).
+  if (!options.is_trainable) peft.eval();
   return peft;
 }
 
