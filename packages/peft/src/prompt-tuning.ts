@@ -149,13 +149,15 @@ export function promptTuningGenerateModel(model: CausalLM, pe: PromptEmbedding):
         Array.from({ length: B }, () => Array.from({ length: T }, (_, t) => t)),
         { dtype: "int32" },
       );
+      const keep = input.logits_to_keep ?? 0;
       const out = model.forward({
         inputs_embeds: cat([pe.prompts(B).to(embeds.dtype), embeds], 1),
         attention_mask: mask,
         position_ids: cat([prefixPos, pos], 1),
         past_key_values: input.past_key_values,
+        logits_to_keep: keep > 0 ? Math.min(keep, L) : L, // never the virtual tokens' logits
       });
-      return { logits: out.logits.slice(1, T, T + L), loss: null };
+      return { logits: out.logits, loss: null };
     },
   };
   return proxy as unknown as CausalLM;
