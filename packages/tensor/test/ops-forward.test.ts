@@ -31,7 +31,7 @@ import {
   where,
   zeros,
 } from "@tsgrad/tensor";
-import { arbShape, arbTensor, expectAllClose } from "@tsgrad/tensor/testing";
+import { arbShape, arbTensor, expectAllClose, TOLERANCES } from "@tsgrad/tensor/testing";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 
@@ -504,6 +504,40 @@ describe("kernels read strided views correctly (property)", () => {
           expect(op(v).tolistSync()).toEqual(op(v.contiguous()).tolistSync());
         }),
         { numRuns: 25 },
+      );
+    });
+  }
+});
+
+describe("float32 results match float64 within the f32 tolerance (property)", () => {
+  // The float64 result of the same op is the reference; float32 may differ by input and output rounding.
+  const ops: Record<string, [(t: Tensor) => Tensor, { min?: number; max?: number }]> = {
+    exp: [(t) => t.exp(), {}],
+    log: [(t) => t.log(), { min: 0.1, max: 4 }],
+    sqrt: [(t) => t.sqrt(), { min: 0, max: 4 }],
+    rsqrt: [(t) => t.rsqrt(), { min: 0.1, max: 4 }],
+    sigmoid: [(t) => t.sigmoid(), { min: -20, max: 20 }],
+    tanh: [(t) => t.tanh(), {}],
+    erf: [(t) => t.erf(), {}],
+    gelu: [(t) => t.gelu(), {}],
+    "gelu tanh": [(t) => t.gelu("tanh"), {}],
+    silu: [(t) => t.silu(), {}],
+    softmax: [(t) => t.softmax(-1), { min: -30, max: 30 }],
+    logSoftmax: [(t) => t.logSoftmax(-1), { min: -30, max: 30 }],
+    logsumexp: [(t) => t.logsumexp(-1), { min: -30, max: 30 }],
+    matmul: [(t) => t.matmul(t.mT), {}],
+    sum: [(t) => t.sum(0), {}],
+    mean: [(t) => t.mean(-1), {}],
+    var: [(t) => t.var(-1), {}],
+    crossEntropy: [(t) => crossEntropy(t, zeros([t.shape[0]!], { dtype: "int32" })), { min: -10, max: 10 }],
+  };
+  for (const [name, [op, range]] of Object.entries(ops)) {
+    it(name, () => {
+      fc.assert(
+        fc.property(arbTensor(arbShape({ minRank: 2, maxRank: 2, minDim: 2, maxDim: 6 }), range), (x) => {
+          expectAllClose(op(x.float()), op(x).dataSync(), TOLERANCES.f32);
+        }),
+        { numRuns: 20 },
       );
     });
   }
