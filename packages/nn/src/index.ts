@@ -54,7 +54,13 @@ export { DecoderLayer, type DecoderLayerOptions } from "./layers/decoder-layer.j
 export { Dropout } from "./layers/dropout.js";
 export { Embedding } from "./layers/embedding.js";
 export { initNormal, initUniform } from "./layers/init.js";
-export { isLinearLike, type LayerOptions, Linear, type LinearLike, type LinearModule } from "./layers/linear.js";
+export {
+  isLinearLike,
+  type LayerOptions,
+  Linear,
+  type LinearLike,
+  type LinearModule,
+} from "./layers/linear.js";
 export { RMSNorm } from "./layers/rms-norm.js";
 export { applyRotary, type RopeScaling, ropeCosSin, ropeInvFreq, rotateHalf } from "./layers/rope.js";
 export { SwiGLU } from "./layers/swiglu.js";
@@ -64,6 +70,7 @@ export {
   type CausalLMInput,
   type CausalLMOutput,
   DecoderModel,
+  type GenerationConfig,
   type IntInput,
   toIdTensor,
 } from "./models/causal-lm.js";
@@ -72,9 +79,22 @@ export { LlamaConfig, LlamaForCausalLM, LlamaModel } from "./models/llama.js";
 export {
   loadWeights,
   readConfigJson,
+  readGenerationConfig,
   type SavePretrainedOptions,
   savePretrained,
 } from "./models/pretrained.js";
 export { Qwen2Config, Qwen2ForCausalLM, Qwen2Model } from "./models/qwen2.js";
 export { type LoadStateDictOptions, type LoadStateDictResult, Module } from "./module.js";
+// optimizers
+export { AdamW, type AdamWOptions, type AdamWStateDict } from "./optim/adamw.js";
+export { clipGradNorm } from "./optim/clip.js";
+export {
+  getScheduler,
+  getWarmupSteps,
+  LRScheduler,
+  SCHEDULER_TYPES,
+  type SchedulerOptions,
+  type SchedulerType,
+  scheduleLambda,
+} from "./optim/schedules.js";
 export { Parameter } from "./parameter.js";

@@ -1,6 +1,9 @@
 // generate() and sequenceLogProbs() on the fixture models: greedy decoding with the KV cache equals the
 // argmax loop over full forwards, left-padded batches equal single prompts, seeded sampling, eos/pad.
 
+import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { AutoModelForCausalLM, type CausalLM, sampleToken, sequenceLogProbs } from "@tsgrad/nn";
 import { manualSeed, noGrad } from "@tsgrad/tensor";
@@ -107,6 +110,37 @@ describe("eos and padding", () => {
       .tolistSync() as number[][];
     expect(two[0]).toEqual([5, 17, 99, 3, eos, 0, 0]);
     expect(two[1]!.length).toBe(7);
+  });
+});
+
+describe("generation_config.json", () => {
+  it("supplies generate's eos_token_id, and savePretrained writes it back", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "tsgrad-gen-"));
+    try {
+      for (const f of ["config.json", "model.safetensors"])
+        copyFileSync(`${FIXTURES}llama-tiny/${f}`, join(dir, f));
+      const greedy = models["llama-tiny"]!.generate([[5, 17, 99, 3]], {
+        max_new_tokens: 3,
+        eos_token_id: null,
+      });
+      const eos = (greedy.tolistSync() as number[][])[0]![4]!;
+      writeFileSync(
+        join(dir, "generation_config.json"),
+        JSON.stringify({ eos_token_id: [eos, 2], do_sample: true }),
+      );
+      const model = await AutoModelForCausalLM.fromPretrained(dir);
+      expect(model.generationConfig).toEqual({ eos_token_id: [eos, 2] });
+      expect(model.generate([[5, 17, 99, 3]], { max_new_tokens: 3 }).tolistSync()).toEqual([
+        [5, 17, 99, 3, eos],
+      ]);
+      const out = join(dir, "saved");
+      expect(await model.savePretrained(out)).toContain("generation_config.json");
+      expect((await AutoModelForCausalLM.fromPretrained(out)).generationConfig).toEqual({
+        eos_token_id: [eos, 2],
+      });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -15,9 +15,9 @@ export interface GenerateOptions {
   top_k?: number;
   /** Keep the smallest set of tokens whose probability reaches top_p when sampling (1 = off). */
   top_p?: number;
-  /** Defaults to config.eos_token_id. A row stops after emitting one of these. */
+  /** Defaults to generation_config.json's, else config.eos_token_id. A row stops after emitting one of these. */
   eos_token_id?: number | number[] | null;
-  /** Written after a row has finished; defaults to config.pad_token_id, else the first eos id. */
+  /** Written after a row has finished; defaults to the generation or model config's, else the first eos id. */
   pad_token_id?: number | null;
   /** [B, T]; 0 marks left padding. Defaults to all ones. */
   attention_mask?: IntInput | null;
@@ -102,9 +102,15 @@ export function generate(model: CausalLM, inputIds: IntInput, options: GenerateO
     options.attention_mask != null
       ? chunkRows(toFlatInts(options.attention_mask, B, T, "attention_mask"), B, T)
       : rows.map((r) => r.map(() => 1));
-  const eosRaw = options.eos_token_id !== undefined ? options.eos_token_id : model.config.eos_token_id;
+  const gen = model.generationConfig;
+  const eosRaw =
+    options.eos_token_id !== undefined
+      ? options.eos_token_id
+      : gen.eos_token_id !== undefined
+        ? gen.eos_token_id
+        : model.config.eos_token_id;
   const eos = eosRaw == null ? [] : Array.isArray(eosRaw) ? eosRaw : [eosRaw];
-  const pad = options.pad_token_id ?? model.config.pad_token_id ?? eos[0] ?? 0;
+  const pad = options.pad_token_id ?? gen.pad_token_id ?? model.config.pad_token_id ?? eos[0] ?? 0;
   const cache = model.createCache();
   const finished = new Array<boolean>(B).fill(false);
   let stepIds: Tensor = ids;

@@ -3,7 +3,7 @@
 import type { DType } from "@tsgrad/tensor";
 import type { CausalLM } from "./causal-lm.js";
 import { LlamaConfig, LlamaForCausalLM } from "./llama.js";
-import { CONFIG_FILE, loadWeights, readConfigJson } from "./pretrained.js";
+import { CONFIG_FILE, loadWeights, readConfigJson, readGenerationConfig } from "./pretrained.js";
 import { Qwen2Config, Qwen2ForCausalLM } from "./qwen2.js";
 
 const MODELS: Record<string, (config: Record<string, unknown>, dtype: DType) => CausalLM> = {
@@ -39,6 +39,7 @@ export const AutoModelForCausalLM = {
       strict: options.strict ?? true,
       ignore: (k) => (tied && k === "lm_head.weight") || k.endsWith(".rotary_emb.inv_freq"),
     });
+    model.generationConfig = await readGenerationConfig(dir);
     return model.eval();
   },
   /** The supported model_type values. */

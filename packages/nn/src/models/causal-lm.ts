@@ -37,6 +37,13 @@ export interface CausalLMInput {
   logits_to_keep?: number;
 }
 
+/** The fields of generation_config.json that generate() uses as defaults. */
+export interface GenerationConfig {
+  eos_token_id?: number | number[] | null;
+  pad_token_id?: number | null;
+  bos_token_id?: number | null;
+}
+
 export interface CausalLMOutput {
   /** [B, T, V] */
   logits: Tensor;
@@ -131,6 +138,8 @@ export abstract class CausalLM<C extends DecoderConfigFields = DecoderConfigFiel
   /** null when tie_word_embeddings: the logits then use model.embed_tokens.weight. */
   declare lm_head: LinearModule | null;
   readonly config: C;
+  /** Token ids from generation_config.json (fromPretrained reads it when present); generate's defaults. */
+  generationConfig: GenerationConfig = {};
   protected readonly _r: ResolvedDecoderConfig;
 
   protected constructor(config: C, r: ResolvedDecoderConfig) {

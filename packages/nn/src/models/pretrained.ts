@@ -35,6 +35,29 @@ export async function readConfigJson(dir: string): Promise<Record<string, unknow
   return json as Record<string, unknown>;
 }
 
+export const GENERATION_CONFIG_FILE = "generation_config.json";
+
+/** The token ids of generation_config.json, or {} when the directory has none. */
+export async function readGenerationConfig(
+  dir: string,
+): Promise<{
+  eos_token_id?: number | number[] | null;
+  pad_token_id?: number | null;
+  bos_token_id?: number | null;
+}> {
+  const path = join(dir, GENERATION_CONFIG_FILE);
+  if (!existsSync(path)) return {};
+  let json: Record<string, unknown>;
+  try {
+    json = JSON.parse(await readFile(path, "utf8"));
+  } catch (e) {
+    throw new Error(`fromPretrained: ${path} is not valid JSON: ${(e as Error).message}`);
+  }
+  const out: Record<string, unknown> = {};
+  for (const k of ["eos_token_id", "pad_token_id", "bos_token_id"]) if (k in json) out[k] = json[k];
+  return out;
+}
+
 export interface LoadWeightsOptions {
   /** Throw on tensors in the checkpoint that the model has no parameter for (default true). */
   strict?: boolean;
@@ -102,5 +125,8 @@ export async function savePretrained(
   const config = { ...model.config, torch_dtype: model.dtype };
   delete (config as Record<string, unknown>).gradient_checkpointing;
   await writeFileAtomic(join(dir, CONFIG_FILE), `${JSON.stringify(config, null, 2)}\n`);
-  return [...files, CONFIG_FILE];
+  const gen = (model as { generationConfig?: object }).generationConfig ?? {};
+  if (Object.keys(gen).length === 0) return [...files, CONFIG_FILE];
+  await writeFileAtomic(join(dir, GENERATION_CONFIG_FILE), `${JSON.stringify(gen, null, 2)}\n`);
+  return [...files, CONFIG_FILE, GENERATION_CONFIG_FILE];
 }
