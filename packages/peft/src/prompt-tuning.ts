@@ -131,34 +131,37 @@ export function promptTuningForward(
  */
 export function promptTuningGenerateModel(model: CausalLM, pe: PromptEmbedding): CausalLM {
   const T = pe.numVirtualTokens;
-  const proxy = {
-    config: model.config,
-    createCache: () => model.createCache(),
-    forward(input: CausalLMInput): CausalLMOutput {
-      const ids = asTensor(input.input_ids!, "input_ids");
-      const [B, L] = ids.shape as [number, number];
-      const mask = cat(
-        [ones([B, T], { dtype: "int32" }), asTensor(input.attention_mask!, "attention_mask")],
-        1,
-      );
-      const pos = asTensor(input.position_ids!, "position_ids").add(T);
-      const first = (input.past_key_values?.[0]?.k ?? null) === null;
-      if (!first) return model.forward({ ...input, attention_mask: mask, position_ids: pos });
-      const embeds = model.model.embed_tokens.forward(ids);
-      const prefixPos = tensor(
-        Array.from({ length: B }, () => Array.from({ length: T }, (_, t) => t)),
-        { dtype: "int32" },
-      );
-      const keep = input.logits_to_keep ?? 0;
-      const out = model.forward({
-        inputs_embeds: cat([pe.prompts(B).to(embeds.dtype), embeds], 1),
-        attention_mask: mask,
-        position_ids: cat([prefixPos, pos], 1),
-        past_key_values: input.past_key_values,
-        logits_to_keep: keep > 0 ? Math.min(keep, L) : L, // never the virtual tokens' logits
-      });
-      return { logits: out.logits, loss: null };
-    },
+  const forward = (input: CausalLMInput): CausalLMOutput => {
+    const ids = asTensor(input.input_ids!, "input_ids");
+    const [B, L] = ids.shape as [number, number];
+    const mask = cat(
+      [ones([B, T], { dtype: "int32" }), asTensor(input.attention_mask!, "attention_mask")],
+      1,
+    );
+    const pos = asTensor(input.position_ids!, "position_ids").add(T);
+    const first = (input.past_key_values?.[0]?.k ?? null) === null;
+    if (!first) return model.forward({ ...input, attention_mask: mask, position_ids: pos });
+    const embeds = model.model.embed_tokens.forward(ids);
+    const prefixPos = tensor(
+      Array.from({ length: B }, () => Array.from({ length: T }, (_, t) => t)),
+      { dtype: "int32" },
+    );
+    const keep = input.logits_to_keep ?? 0;
+    const out = model.forward({
+      inputs_embeds: cat([pe.prompts(B).to(embeds.dtype), embeds], 1),
+      attention_mask: mask,
+      position_ids: cat([prefixPos, pos], 1),
+      past_key_values: input.past_key_values,
+      logits_to_keep: keep > 0 ? Math.min(keep, L) : L, // never the virtual tokens' logits
+    });
+    return { logits: out.logits, loss: null };
   };
-  return proxy as unknown as CausalLM;
+  // Everything else (config, generation config, caches) is the model's own.
+  return new Proxy(model, {
+    get(target, prop) {
+      if (prop === "forward") return forward;
+      const v = Reflect.get(target, prop, target);
+      return typeof v === "function" ? v.bind(target) : v;
+    },
+  });
 }
