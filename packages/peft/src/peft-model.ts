@@ -252,6 +252,10 @@ export function injectLora(model: CausalLM, config: LoraConfig, name: string): s
     modelType: (model.config as { model_type?: string }).model_type,
     outputEmbedding: "lm_head",
   });
+  if (typeof config.target_modules === "string" && config.target_modules.toLowerCase() === "all-linear") {
+    // PEFT saves the expanded list of module names in place of "all-linear".
+    config.target_modules = [...new Set(targets.map((t) => t.slice(t.lastIndexOf(".") + 1)))];
+  }
   if (unmatched.length > 0)
     console.warn(
       `LoraConfig: target_modules ${JSON.stringify(unmatched)} matched no module and were ignored`,

@@ -231,3 +231,20 @@ describe("prompt tuning", () => {
     expect(out[0]).toEqual(seq);
   });
 });
+
+describe("all-linear", () => {
+  it("is saved as the expanded list of module names, as PEFT writes it", () => {
+    const cfg = new LoraConfig({ target_modules: "all-linear" });
+    getPeftModel(makeBase(8), cfg);
+    expect([...(cfg.target_modules as string[])].sort()).toEqual([
+      "down_proj",
+      "gate_proj",
+      "k_proj",
+      "o_proj",
+      "q_proj",
+      "up_proj",
+      "v_proj",
+    ]);
+    expect(JSON.parse(cfg.toJsonString()).target_modules).toHaveLength(7);
+  });
+});

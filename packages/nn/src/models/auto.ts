@@ -40,6 +40,8 @@ export const AutoModelForCausalLM = {
       ignore: (k) => (tied && k === "lm_head.weight") || k.endsWith(".rotary_emb.inv_freq"),
     });
     model.generationConfig = await readGenerationConfig(dir);
+    // As transformers does, remember where the model came from (adapters record it as base_model_name_or_path).
+    (model.config as { _name_or_path?: string })._name_or_path ??= dir;
     return model.eval();
   },
   /** The supported model_type values. */
