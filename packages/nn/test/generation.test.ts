@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { AutoModelForCausalLM, type CausalLM, sampleToken, sequenceLogProbs } from "@tsgrad/nn";
-import { manualSeed, noGrad } from "@tsgrad/tensor";
+import { getBackend, manualSeed, noGrad } from "@tsgrad/tensor";
 import { expectAllClose, TOLERANCES } from "@tsgrad/tensor/testing";
 import { beforeAll, describe, expect, it } from "vitest";
 
@@ -110,6 +110,17 @@ describe("eos and padding", () => {
       .tolistSync() as number[][];
     expect(two[0]).toEqual([5, 17, 99, 3, eos, 0, 0]);
     expect(two[1]!.length).toBe(7);
+  });
+});
+
+describe("memory", () => {
+  it("generate frees its cache and temporaries", () => {
+    const model = models["qwen2-tiny"]!;
+    const before = getBackend().liveBytes();
+    manualSeed(3);
+    const out = model.generate([[5, 17, 99]], { max_new_tokens: 4, do_sample: true, eos_token_id: null });
+    out.dispose();
+    expect(getBackend().liveBytes()).toBe(before);
   });
 });
 

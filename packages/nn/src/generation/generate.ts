@@ -133,7 +133,7 @@ export function generate(model: CausalLM, inputIds: IntInput, options: GenerateO
       const data = last.dataSync();
       last.dispose();
       const V = data.length / B;
-      const u = do_sample ? noGrad(() => rand([B], { dtype: "float64" })).dataSync() : null;
+      const u = do_sample ? drawUniforms(B) : null;
       const next = new Int32Array(B);
       for (let b = 0; b < B; b++) {
         const row = data.subarray(b * V, (b + 1) * V) as Float32Array | Float64Array;
@@ -148,16 +148,27 @@ export function generate(model: CausalLM, inputIds: IntInput, options: GenerateO
         if (!finished[b] && eos.includes(tok)) finished[b] = true;
       }
       if (finished.every(Boolean)) break;
+      if (stepIds !== ids) stepIds.dispose();
       stepIds = tensor(next, { shape: [B, 1] });
       stepPositions = Int32Array.from(mask, (m) => m.reduce((a, v) => a + (v !== 0 ? 1 : 0), 0) - 1);
     }
   } finally {
+    if (stepIds !== ids) stepIds.dispose();
+    if (ids !== inputIds) ids.dispose();
     for (const c of cache) {
       c.k?.dispose();
       c.v?.dispose();
     }
   }
   return tensor(rows, { dtype: "int32" });
+}
+
+/** B uniforms in [0, 1) from the global seeded generator. */
+function drawUniforms(B: number): Float64Array {
+  const t = noGrad(() => rand([B], { dtype: "float64" }));
+  const u = Float64Array.from(t.dataSync());
+  t.dispose();
+  return u;
 }
 
 function chunkRows(flat: ArrayLike<number>, B: number, T: number): number[][] {
