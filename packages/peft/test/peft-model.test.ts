@@ -1,8 +1,14 @@
 import { mkdtemp, readFile, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type CausalLM, openSafetensors, Qwen2Config, Qwen2ForCausalLM } from "@tsgrad/nn";
-import { manualSeed, noGrad, type Tensor } from "@tsgrad/tensor";
+import {
+  type CausalLM,
+  openSafetensors,
+  type PreTrainedTokenizer,
+  Qwen2Config,
+  Qwen2ForCausalLM,
+} from "@tsgrad/nn";
+import { manualSeed, noGrad, type Tensor, tensor } from "@tsgrad/tensor";
 import { expectAllClose, TOLERANCES } from "@tsgrad/tensor/testing";
 import { describe, expect, it } from "vitest";
 import { LoraConfig, PromptTuningConfig } from "../src/config.js";
@@ -246,5 +252,49 @@ describe("all-linear", () => {
       "v_proj",
     ]);
     expect(JSON.parse(cfg.toJsonString()).target_modules).toHaveLength(7);
+  });
+});
+
+describe("several adapters", () => {
+  it("adds, switches, trains only the active one, and saves non-default adapters in sub-folders", async () => {
+    const peft = getPeftModel(makeBase(9), new LoraConfig({ r: 2, target_modules: ["q_proj"] }));
+    peft.addAdapter("other", new LoraConfig({ r: 3, target_modules: ["v_proj"] }));
+    expect([...peft.trainableParameters().keys()].every((k) => k.includes(".default."))).toBe(true);
+    train(peft, 1);
+    const afterDefault = logitsOf(peft);
+    peft.setAdapter("other");
+    expect([...peft.trainableParameters().keys()].every((k) => k.includes(".other."))).toBe(true);
+    train(peft, 2);
+    peft.eval();
+    const afterOther = logitsOf(peft);
+    peft.setAdapter("default");
+    peft.eval();
+    expect(logitsOf(peft).dataSync()).toEqual(afterDefault.dataSync());
+    const dir = await mkdtemp(join(tmpdir(), "tsgrad-multi-"));
+    await peft.savePretrained(dir);
+    const sub = JSON.parse(await readFile(join(dir, "other", "adapter_config.json"), "utf8"));
+    expect(sub.r).toBe(3);
+    const loaded = await PeftModel.fromPretrained(makeBase(9), join(dir, "other"), { adapter_name: "other" });
+    expect(logitsOf(loaded).dataSync()).toEqual(afterOther.dataSync());
+  });
+
+  it("TEXT init copies the word embeddings of the tokenized text, tiled to num_virtual_tokens", () => {
+    const base = makeBase(10);
+    // Only encode() is used by TEXT init; the text "x" encodes to [5, 6, 7] here.
+    const tokenizer = { encode: () => [5, 6, 7] } as unknown as PreTrainedTokenizer;
+    const peft = getPeftModel(
+      base,
+      new PromptTuningConfig({
+        num_virtual_tokens: 4,
+        prompt_tuning_init: "TEXT",
+        prompt_tuning_init_text: "x",
+        tokenizer_name_or_path: "tok",
+      }),
+      { tokenizer },
+    );
+    const want = noGrad(() =>
+      base.model.embed_tokens.weight.indexSelect(0, tensor([5, 6, 7, 5], { dtype: "int32" })),
+    );
+    expectAllClose(peft.prompt_encoder.get("default")!.embedding.weight, want, { atol: 0, rtol: 0 });
   });
 });
