@@ -186,6 +186,17 @@ describe("autograd misuse", () => {
     expect(() => zeros([1]).sum().backward()).toThrow(/backward: the tensor \[\] does not require grad/);
   });
 
+  it("a cast to int or bool cuts the graph, as in PyTorch", () => {
+    const x = tensor([1.5, 2.5], { requiresGrad: true });
+    const i = x.int();
+    expect(i.requiresGrad).toBe(false);
+    expect(x.bool().requiresGrad).toBe(false);
+    expect(() => i.float().mul(3).sum().backward()).toThrow(
+      /backward: the tensor \[\] does not require grad/,
+    );
+    expect(x.grad).toBeNull();
+  });
+
   it("requiresGrad_ on a non-leaf", () => {
     const x = tensor([1.5], { requiresGrad: true });
     expect(() => x.mul(2).requiresGrad_()).toThrow(

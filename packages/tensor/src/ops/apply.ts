@@ -7,7 +7,7 @@ import { isGradEnabled } from "../autograd/grad-mode.js";
 import { NON_DIFFERENTIABLE, viewVjpRules, vjpRules } from "../autograd/vjp-rules.js";
 import type { Backend, View } from "../backend/backend.js";
 import { getCpuBackend } from "../backend/registry.js";
-import type { DType } from "../dtype.js";
+import { type DType, isFloat } from "../dtype.js";
 import { StorageRef } from "../memory.js";
 import { broadcastShapes, contiguousStrides, numel, shapesEqual } from "../shape.js";
 import { Tensor } from "../tensor.js";
@@ -115,7 +115,8 @@ export function apply<K extends OpName>(op: K, inputs: readonly Tensor[], attrs:
   const backend = sameBackend(op, inputs);
   const out = runKernel(backend, op, views, attrs, meta);
   const rule = vjpRules[op];
-  if (rule !== NON_DIFFERENTIABLE && needsNode(inputs)) {
+  // NOTE: integer and bool results never require grad (x.int() cuts the graph, as in PyTorch)
+  if (rule !== NON_DIFFERENTIABLE && isFloat(meta.dtype) && needsNode(inputs)) {
     const ctxInputs = inputs;
     out._node = {
       op,
