@@ -5,6 +5,7 @@ import {
   cat,
   createCpuBackend,
   crossEntropy,
+  defineOp,
   dropout,
   embedding,
   getBackend,
@@ -13,6 +14,7 @@ import {
   randint,
   setBackend,
   stack,
+  type Tensor,
   tensor,
   where,
   zeros,
@@ -195,6 +197,13 @@ describe("autograd misuse", () => {
       /backward: the tensor \[\] does not require grad/,
     );
     expect(x.grad).toBeNull();
+    // the same for a custom op with an integer result
+    const firstIndex = defineOp({
+      name: "firstIndex",
+      forward: (t: Tensor) => t.argmax(),
+      backward: () => [null],
+    });
+    expect(firstIndex(x).requiresGrad).toBe(false);
   });
 
   it("requiresGrad_ on a non-leaf", () => {

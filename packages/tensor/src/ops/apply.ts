@@ -155,7 +155,7 @@ export function applyView<K extends ViewOpName>(
  * `out` must have been computed with recording off.
  */
 export function attachNode(out: Tensor, op: string, inputs: readonly Tensor[], vjp: GradNode["vjp"]): Tensor {
-  if (needsNode(inputs)) {
+  if (isFloat(out.dtype) && needsNode(inputs)) {
     out._node = { op, inputs, vjp };
     out.requiresGrad = true;
   }
