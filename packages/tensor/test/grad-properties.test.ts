@@ -874,6 +874,43 @@ describe("second-order gradients match central differences of the gradient", () 
   }
 });
 
+// ---- the helpers themselves ----
+
+describe("the public testing helpers", () => {
+  it("arbBroadcastShapes always gives shapes that broadcast, and arbTensor honours min, max and avoidZero", () => {
+    fc.assert(
+      fc.property(arbBroadcastShapes(), ([a, b]) => {
+        const out = broadcastShapes("test", a, b);
+        expect(out.length).toBe(Math.max(a.length, b.length));
+      }),
+    );
+    fc.assert(
+      fc.property(arbTensor(arbShape({ minRank: 1 }), { min: -1, max: 1, avoidZero: 0.25 }), (t) => {
+        for (const v of t.dataSync()) expect(Math.abs(v) >= 0.25 && Math.abs(v) <= 1).toBe(true);
+        expect(t.dtype).toBe("float64");
+      }),
+    );
+  });
+
+  it("gradcheck catches a custom op with a wrong backward, and assertGradients says where", () => {
+    const wrong = defineOp({
+      name: "wrongCube",
+      forward: (x: Tensor) => x.pow(3),
+      backward: (dy, { inputs: [x] }) => [dy.mul(x.mul(x)).mul(2)], // should be 3 x^2
+    });
+    const x = tensor(Float64Array.from([0.5, -1, 2]), { dtype: "float64" });
+    expect(() => assertGradients((t) => wrong(t), [x])).toThrow(
+      /gradient mismatch for input 0 \(shape \[3\]\) at element \d: autograd .*, finite differences/,
+    );
+    // a large input is checked along random directions, and the mismatch is still caught
+    const big = tensor(
+      Float64Array.from({ length: 100 }, (_, i) => 1 + i / 100),
+      { dtype: "float64" },
+    );
+    expect(() => assertGradients((t) => wrong(t), [big])).toThrow(/along a random direction/);
+  });
+});
+
 // ---- running them ----
 
 function run(c: GradCase): void {
