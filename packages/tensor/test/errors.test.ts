@@ -119,6 +119,12 @@ describe("shape errors name the op, the shapes and what was expected", () => {
     expect(() => tensor(new Float32Array(5), { shape: [2, 3] })).toThrow(
       /tensor: 5 values do not fill shape \[2, 3\] \(6 elements\)/,
     );
+    // an inferred int32 (or an explicit integer dtype) must not wrap silently: 2^31 would read as -2^31
+    expect(() => tensor([1, 2 ** 31])).toThrow(/tensor: 2147483648 does not fit in int32/);
+    expect(() => tensor([300], { dtype: "uint8" })).toThrow(/tensor: 300 does not fit in uint8 \[0, 255\]/);
+    expect(() => tensor([-1], { dtype: "uint8" })).toThrow(/does not fit in uint8/);
+    expect(tensor([2 ** 31], { dtype: "float64" }).itemSync()).toBe(2 ** 31);
+    expect(tensor([-(2 ** 31), 2 ** 31 - 1]).tolistSync()).toEqual([-(2 ** 31), 2 ** 31 - 1]);
     expect(() => zeros([2, -1])).toThrow(/full: invalid shape \[2, -1\]; dims must be integers >= 0/);
     expect(() => tensor([1], { dtype: "float16" as never })).toThrow(
       /tensor: unknown dtype "float16"; expected one of/,

@@ -95,10 +95,24 @@ export function tensor(
       : flat.length > 0 && flat.every((v) => typeof v === "boolean" || Number.isInteger(v))
         ? "int32"
         : "float32");
+  const range = INT_RANGE[dtype];
   const arr = typedArrayFor(dtype, flat.length);
-  for (let i = 0; i < flat.length; i++) arr[i] = dtype === "bool" ? (flat[i] ? 1 : 0) : Number(flat[i]);
+  for (let i = 0; i < flat.length; i++) {
+    const v = Number(flat[i]);
+    // NOTE: an integer store would silently wrap (2**31 -> -2**31); PyTorch raises on overflow too
+    if (range && !(v >= range[0] && v <= range[1]))
+      throw new RangeError(
+        `tensor: ${v} does not fit in ${dtype} [${range[0]}, ${range[1]}]; pass a float dtype`,
+      );
+    arr[i] = dtype === "bool" ? (v !== 0 ? 1 : 0) : v;
+  }
   return finish(fromTypedArray(arr, shape, dtype, backend), "tensor", opts);
 }
+
+const INT_RANGE: Partial<Record<DType, [number, number]>> = {
+  int32: [-(2 ** 31), 2 ** 31 - 1],
+  uint8: [0, 255],
+};
 
 function convert(src: TypedArray, dtype: DType): TypedArray {
   const out = typedArrayFor(dtype, src.length);
