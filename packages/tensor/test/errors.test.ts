@@ -12,6 +12,7 @@ import {
   matmul,
   ones,
   randint,
+  scatterAdd,
   setBackend,
   stack,
   type Tensor,
@@ -251,6 +252,10 @@ describe("out-of-range indices", () => {
   it("gather index larger than the input and indexSelect with a 2-D index", () => {
     expect(() => x23().gather(1, tensor([[0], [0], [0]]))).toThrow(
       /gather: index \[3, 1\] is larger than input \[2, 3\] at dim 0/,
+    );
+    // scatterAdd's index may not be larger than the output outside dim, or rows would spill into each other
+    expect(() => scatterAdd(tensor([[0, 0, 0]]), ones([1, 3]), 0, [2, 2])).toThrow(
+      /scatterAdd: index \[1, 3\] is larger than the output \[2, 2\] at dim 1/,
     );
     expect(() => x23().gather(1, tensor([0, 1]))).toThrow(/gather: index rank 1 must equal input rank 2/);
     expect(() => x23().indexSelect(0, tensor([[0]]))).toThrow(/indexSelect: index must be 1-D, got \[1, 1\]/);

@@ -210,6 +210,13 @@ export const shapeRules: { [K in OpName]: ShapeRule<K> } = {
         `scatterAdd: index ${fmt(index.shape)} and src ${fmt(src.shape)} must match, into ${fmt(shape)} at dim ${dim}`,
       );
     }
+    index.shape.forEach((n, d) => {
+      if (d !== dim && n > shape[d]!) {
+        throw new RangeError(
+          `scatterAdd: index ${fmt(index.shape)} is larger than the output ${fmt(shape)} at dim ${d}`,
+        );
+      }
+    });
     return { shape: [...shape], dtype: src.dtype };
   },
   indexSelect: ([x, index], { dim }) => {
