@@ -217,6 +217,28 @@ describe("hand-derived forward results", () => {
     expect(f64([-Infinity, -Infinity]).logsumexp(0).itemSync()).toBe(-Infinity);
   });
 
+  it("-inf logits (masked positions) give exact zeros forward and backward, never NaN", () => {
+    // softmax([-inf, 0, ln 3]) = [0, 1/4, 3/4]; d logsumexp / dx = softmax
+    const x = f64([-Infinity, 0, Math.log(3)]).requiresGrad_();
+    expectAllClose(x.softmax(0), [0, 0.25, 0.75], { atol: 1e-15, rtol: 0 });
+    x.logsumexp(0).backward();
+    expectAllClose(x.grad!, [0, 0.25, 0.75], { atol: 1e-15, rtol: 0 });
+    // logSoftmax keeps -inf where the input is -inf; the gradient of sum(c * logSoftmax) is c - p * sum(c)
+    const y = f64([-Infinity, 0, Math.log(3)]).requiresGrad_();
+    const ls = y.logSoftmax(0);
+    expect((ls.tolistSync() as number[])[0]).toBe(-Infinity);
+    ls.mul(f64([0, 1, 1]))
+      .sum()
+      .backward();
+    expectAllClose(y.grad!, [0, 1 - 0.25 * 2, 1 - 0.75 * 2], { atol: 1e-15, rtol: 0 });
+    // crossEntropy over a causal-masked row: target 1 of [-inf, 0, ln 3] -> -log(1/4); grad p - onehot
+    const z = f64([-Infinity, 0, Math.log(3)], [1, 3]).requiresGrad_();
+    const loss = crossEntropy(z, tensor([1]));
+    expectAllClose(loss, [2 * LN2], { atol: 1e-15, rtol: 0 });
+    loss.backward();
+    expectAllClose(z.grad!, [0, 0.25 - 1, 0.75], { atol: 1e-15, rtol: 0 });
+  });
+
   it("crossEntropy ignores -100 targets and averages over the kept ones", () => {
     // row 0: logits [0, 0], target 0 -> -log(1/2) = ln 2
     // row 1: logits [ln 3, 0], softmax [3/4, 1/4], target 1 -> -log(1/4) = 2 ln 2
