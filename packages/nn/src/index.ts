@@ -98,3 +98,6 @@ export {
   scheduleLambda,
 } from "./optim/schedules.js";
 export { Parameter } from "./parameter.js";
+
+// quantization
+export * from "./quant/index.js";

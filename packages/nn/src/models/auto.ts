@@ -1,6 +1,8 @@
 // AutoModelForCausalLM: picks the model class from config.json's model_type, as transformers' auto classes do.
 
 import type { DType } from "@tsgrad/tensor";
+import { BitsAndBytesConfig, type BitsAndBytesConfigFields } from "../quant/config.js";
+import { loadQuantizedWeights } from "../quant/model.js";
 import type { CausalLM } from "./causal-lm.js";
 import { LlamaConfig, LlamaForCausalLM } from "./llama.js";
 import { CONFIG_FILE, loadWeights, readConfigJson, readGenerationConfig } from "./pretrained.js";
@@ -16,6 +18,12 @@ export interface FromPretrainedOptions {
   dtype?: DType;
   /** Throw on checkpoint tensors the model has no parameter for (default true). */
   strict?: boolean;
+  /**
+   * bitsandbytes quantization: the decoder's Linear layers are quantized as their weights are read
+   * (embeddings, norms and lm_head stay full precision). A checkpoint saved quantized carries its own
+   * quantization_config in config.json and loads without re-quantizing.
+   */
+  quantization_config?: BitsAndBytesConfig | BitsAndBytesConfigFields;
 }
 
 export const AutoModelForCausalLM = {
@@ -35,10 +43,16 @@ export const AutoModelForCausalLM = {
     }
     const model = make(config, options.dtype ?? "float32");
     const tied = model.lm_head === null;
-    await loadWeights(model, dir, {
+    const loadOptions = {
       strict: options.strict ?? true,
-      ignore: (k) => (tied && k === "lm_head.weight") || k.endsWith(".rotary_emb.inv_freq"),
-    });
+      ignore: (k: string) => (tied && k === "lm_head.weight") || k.endsWith(".rotary_emb.inv_freq"),
+    };
+    const stored = config.quantization_config as BitsAndBytesConfigFields | undefined;
+    const quant = options.quantization_config ?? stored;
+    const qcfg =
+      quant === undefined || quant instanceof BitsAndBytesConfig ? quant : new BitsAndBytesConfig(quant);
+    if (qcfg?.quantized) await loadQuantizedWeights(model, dir, qcfg, loadOptions);
+    else await loadWeights(model, dir, loadOptions);
     model.generationConfig = await readGenerationConfig(dir);
     // As transformers does, remember where the model came from (adapters record it as base_model_name_or_path).
     (model.config as { _name_or_path?: string })._name_or_path ??= dir;

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { writeFileAtomic } from "../io/atomic.js";
 import { openSafetensors, saveShardedSafetensors } from "../io/safetensors.js";
 import type { Module } from "../module.js";
+import { stateDictForSave } from "../quant/serialize.js";
 
 function fmt(shape: readonly number[]): string {
   return `[${shape.join(", ")}]`;
@@ -118,7 +119,7 @@ export async function savePretrained(
   options: SavePretrainedOptions = {},
 ): Promise<string[]> {
   await mkdir(dir, { recursive: true });
-  const files = await saveShardedSafetensors(dir, model.stateDict(), {
+  const files = await saveShardedSafetensors(dir, stateDictForSave(model), {
     maxShardSize: options.maxShardSize ?? "5GB",
     metadata: { format: "pt" },
   });
