@@ -207,7 +207,7 @@ const primitiveCases: Record<DifferentiableOp, GradCase[]> = {
       })),
     },
     {
-      label: "float32 leaf input cast to float64",
+      label: "float64 -> float32 -> float64, then sin",
       arb: f64(shapes({})).map((x) => ({
         what: `${x}`,
         inputs: [x],
@@ -870,6 +870,35 @@ describe("second-order gradients match central differences of the gradient", () 
           .chain((s) => (isMax ? arbDistinct(s) : f64(s, o)))
           .map((x) => ({ what: `${x}`, inputs: [x], fn: gradOf(f) })),
       });
+    });
+  }
+});
+
+// ---- broadcast gradients have their input's shape ----
+
+describe("broadcast gradients reduce to each input's shape", () => {
+  const ops: Record<string, (a: Tensor, b: Tensor) => Tensor> = {
+    add: (a, b) => a.add(b),
+    sub: (a, b) => a.sub(b),
+    mul: (a, b) => a.mul(b),
+    div: (a, b) => a.div(b.abs().add(1)),
+    pow: (a, b) => a.abs().add(1).pow(b),
+    maximum: (a, b) => a.maximum(b),
+    where: (a, b) => where(a.gt(b), a, b),
+    // outer products [..., n, 1] x [..., 1, m] with broadcast batch dims (0-d operands use mul)
+    matmul: (a, b) => (a.ndim > 0 && b.ndim > 0 ? a.unsqueeze(-1).matmul(b.unsqueeze(-2)) : a.mul(b)),
+  };
+  for (const [name, f] of Object.entries(ops)) {
+    it(name, () => {
+      fc.assert(
+        fc.property(arbPair(), ([a, b]) => {
+          const [x, y] = [a.detach().requiresGrad_(), b.detach().requiresGrad_()];
+          f(x, y).sum().backward();
+          expect(x.grad!.shape).toEqual(x.shape);
+          expect(y.grad!.shape).toEqual(y.shape);
+        }),
+        { numRuns: RUNS },
+      );
     });
   }
 });
