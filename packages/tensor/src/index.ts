@@ -14,6 +14,13 @@ export type { Backend, Layout, Storage, View } from "./backend/backend.js";
 export { getBackend, getCpuBackend, listBackends, registerBackend, setBackend } from "./backend/registry.js";
 export { cpuKernels, createCpuBackend } from "./backend-cpu/index.js";
 export {
+  createWasmBackend,
+  initWasmBackend,
+  type WasmBackend,
+  type WasmBackendOptions,
+  wasmSimdSupported,
+} from "./backend-wasm/index.js";
+export {
   bfloat16BitsToFloat32,
   DTYPES,
   type DType,

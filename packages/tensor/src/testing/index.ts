@@ -10,5 +10,11 @@ export {
   type ShapeOptions,
   type TensorOptions,
 } from "./arbitraries.js";
+export {
+  CONFORMANCE_OPS,
+  type ConformanceOptions,
+  type ConformanceReport,
+  runConformance,
+} from "./conformance.js";
 export { assertGradients, type GradcheckOptions, type GradcheckResult, gradcheck } from "./gradcheck.js";
 export { TOLERANCES } from "./tolerances.js";

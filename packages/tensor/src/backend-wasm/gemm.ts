@@ -1,0 +1,309 @@
+// The float32 matmul kernel of the wasm backend, written with the emitter: C += A B over strided A and B
+// (any strides, so all four transpose cases and broadcast views need no copy), C row-major. Goto/BLIS
+// structure: B is packed into KC x 8 column panels, A into 4 x KC row panels, and a 4 x 8 register tile of
+// eight f32x4 accumulators runs over each pair (two B vectors and four broadcast A scalars per k step).
+// Edges are zero-padded in the packs, so the micro-kernel is always the full tile; partial tiles go
+// through a small scratch block. All addresses and strides are in bytes.
+
+import {
+  add,
+  type Code,
+  cat,
+  countDown,
+  encodeModule,
+  eq,
+  Func,
+  f32add,
+  f32c,
+  f32load,
+  f32store,
+  f32x4add,
+  f32x4mul,
+  forRange,
+  get,
+  i32c,
+  ifThen,
+  inc,
+  load32splat,
+  lt,
+  minI,
+  mul,
+  set,
+  sub,
+  v128load,
+  v128store,
+  v128zero,
+} from "./emit.js";
+
+export const MR = 4;
+export const NR = 8;
+export const KC = 256;
+export const MC = 128;
+export const NC = 2048;
+/** Bytes of the per-thread workspace: the A pack, the B pack and a tile scratch. */
+export const PACK_A_BYTES = MC * KC * 4;
+export const PACK_B_BYTES = NC * KC * 4;
+export const SCRATCH_BYTES = MR * NR * 4;
+export const WORKSPACE_BYTES = PACK_A_BYTES + PACK_B_BYTES + SCRATCH_BYTES;
+
+/** pack_b(dst, src, rs, cs, kc, nc): panels of 8 columns, k-major, zero-padded past nc. */
+function packB(): Func {
+  const f = new Func("pack_b", 6);
+  const [dst, src, rs, cs, kc, nc] = [0, 1, 2, 3, 4, 5];
+  const [jp, cols, s, p, jj, t1, t2] = [
+    f.local(),
+    f.local(),
+    f.local(),
+    f.local(),
+    f.local(),
+    f.local(),
+    f.local(),
+  ];
+  f.body = forRange(
+    jp,
+    i32c(0),
+    get(nc),
+    NR,
+    set(cols, minI(sub(get(nc), get(jp)), i32c(NR), t1, t2)),
+    set(s, add(get(src), mul(get(jp), get(cs)))),
+    ifThen(
+      and2(eq(get(cols), i32c(NR)), eq(get(cs), i32c(4))),
+      forRange(
+        p,
+        i32c(0),
+        get(kc),
+        1,
+        v128store(get(dst), v128load(get(s))),
+        v128store(get(dst), v128load(get(s), 16), 16),
+        inc(dst, 32),
+        inc(s, get(rs)),
+      ),
+      forRange(
+        p,
+        i32c(0),
+        get(kc),
+        1,
+        forRange(
+          jj,
+          i32c(0),
+          i32c(NR),
+          1,
+          ifThen(
+            lt(get(jj), get(cols)),
+            f32store(get(dst), f32load(add(get(s), mul(get(jj), get(cs))))),
+            f32store(get(dst), f32c(0)),
+          ),
+          inc(dst, 4),
+        ),
+        inc(s, get(rs)),
+      ),
+    ),
+  );
+  return f;
+}
+
+/** pack_a(dst, src, rs, cs, mc, kc): panels of 4 rows, k-major, zero-padded past mc. */
+function packA(): Func {
+  const f = new Func("pack_a", 6);
+  const [dst, src, rs, cs, mc, kc] = [0, 1, 2, 3, 4, 5];
+  const [ip, rows, s, p, ii, t1, t2] = [
+    f.local(),
+    f.local(),
+    f.local(),
+    f.local(),
+    f.local(),
+    f.local(),
+    f.local(),
+  ];
+  const fullRows = ifThen(
+    eq(get(rs), i32c(4)),
+    forRange(p, i32c(0), get(kc), 1, v128store(get(dst), v128load(get(s))), inc(dst, 16), inc(s, get(cs))),
+    forRange(
+      p,
+      i32c(0),
+      get(kc),
+      1,
+      f32store(get(dst), f32load(get(s))),
+      f32store(get(dst), f32load(add(get(s), get(rs))), 4),
+      f32store(get(dst), f32load(add(get(s), mul(get(rs), i32c(2)))), 8),
+      f32store(get(dst), f32load(add(get(s), mul(get(rs), i32c(3)))), 12),
+      inc(dst, 16),
+      inc(s, get(cs)),
+    ),
+  );
+  const partialRows = forRange(
+    p,
+    i32c(0),
+    get(kc),
+    1,
+    forRange(
+      ii,
+      i32c(0),
+      i32c(MR),
+      1,
+      ifThen(
+        lt(get(ii), get(rows)),
+        f32store(get(dst), f32load(add(get(s), mul(get(ii), get(rs))))),
+        f32store(get(dst), f32c(0)),
+      ),
+      inc(dst, 4),
+    ),
+    inc(s, get(cs)),
+  );
+  f.body = forRange(
+    ip,
+    i32c(0),
+    get(mc),
+    MR,
+    set(rows, minI(sub(get(mc), get(ip)), i32c(MR), t1, t2)),
+    set(s, add(get(src), mul(get(ip), get(rs)))),
+    ifThen(eq(get(rows), i32c(MR)), fullRows, partialRows),
+  );
+  return f;
+}
+
+function and2(a: Code, b: Code): Code {
+  return [...a, ...b, 0x71];
+}
+
+/** gebp(mc, nc, kc, pa, pb, c, ldc, scratch): C[mc, nc] += packedA packedB with the 4 x 8 tile. */
+function gebp(): Func {
+  const f = new Func("gebp", 8);
+  const [mc, nc, kc, pa, pb, c, ldc, scratch] = [0, 1, 2, 3, 4, 5, 6, 7];
+  const [jp, ip, cols, rows, a, b, k, cp, r, j, t1, t2] = Array.from({ length: 12 }, () => f.local());
+  const acc = Array.from({ length: 8 }, () => f.local("v128"));
+  const [b0, b1, s] = [f.local("v128"), f.local("v128"), f.local("v128")];
+  const step: Code[] = [set(b0, v128load(get(b))), set(b1, v128load(get(b), 16))];
+  for (let i = 0; i < MR; i++) {
+    step.push(set(s, load32splat(get(a), 4 * i)));
+    step.push(set(acc[2 * i]!, f32x4add(get(acc[2 * i]!), f32x4mul(get(s), get(b0)))));
+    step.push(set(acc[2 * i + 1]!, f32x4add(get(acc[2 * i + 1]!), f32x4mul(get(s), get(b1)))));
+  }
+  step.push(inc(a, 16), inc(b, 32));
+  const storeFull: Code[] = [set(cp, add(add(get(c), mul(get(ip), get(ldc))), mul(get(jp), i32c(4))))];
+  for (let i = 0; i < MR; i++) {
+    if (i > 0) storeFull.push(inc(cp, get(ldc)));
+    storeFull.push(v128store(get(cp), f32x4add(v128load(get(cp)), get(acc[2 * i]!))));
+    storeFull.push(v128store(get(cp), f32x4add(v128load(get(cp), 16), get(acc[2 * i + 1]!)), 16));
+  }
+  const storePartial: Code[] = acc.map((v, i) => v128store(get(scratch), get(v), 16 * i));
+  storePartial.push(
+    forRange(
+      r,
+      i32c(0),
+      get(rows),
+      1,
+      forRange(
+        j,
+        i32c(0),
+        get(cols),
+        1,
+        set(cp, add(add(get(c), mul(add(get(ip), get(r)), get(ldc))), mul(add(get(jp), get(j)), i32c(4)))),
+        f32store(
+          get(cp),
+          f32add(
+            f32load(get(cp)),
+            f32load(add(get(scratch), add(mul(get(r), i32c(4 * NR)), mul(get(j), i32c(4))))),
+          ),
+        ),
+      ),
+    ),
+  );
+  f.body = forRange(
+    jp,
+    i32c(0),
+    get(nc),
+    NR,
+    set(cols, minI(sub(get(nc), get(jp)), i32c(NR), t1, t2)),
+    forRange(
+      ip,
+      i32c(0),
+      get(mc),
+      MR,
+      set(rows, minI(sub(get(mc), get(ip)), i32c(MR), t1, t2)),
+      set(a, add(get(pa), mul(mul(get(ip), get(kc)), i32c(4)))),
+      set(b, add(get(pb), mul(mul(get(jp), get(kc)), i32c(4)))),
+      ...acc.map((v) => set(v, v128zero())),
+      set(k, get(kc)),
+      countDown(k, ...step),
+      ifThen(and2(eq(get(rows), i32c(MR)), eq(get(cols), i32c(NR))), cat(...storeFull), cat(...storePartial)),
+    ),
+  );
+  return f;
+}
+
+/**
+ * sgemm(M, N, K, a, ars, acs, b, brs, bcs, c, ldc, work): C[M, N] += A[M, K] B[K, N]; `work` is a
+ * WORKSPACE_BYTES block owned by the calling thread.
+ */
+function sgemm(): Func {
+  const f = new Func("sgemm", 12);
+  const [M, N, K, a, ars, acs, b, brs, bcs, c, ldc, work] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
+  const [jc, pc, ic, nc, kc, mc, pa, pb, scratch, t1, t2] = Array.from({ length: 11 }, () => f.local());
+  const call = (fn: number, ...args: Code[]): Code => [...args.flat(), 0x10, fn];
+  f.body = cat(
+    set(pa, get(work)),
+    set(pb, add(get(work), i32c(PACK_A_BYTES))),
+    set(scratch, add(get(work), i32c(PACK_A_BYTES + PACK_B_BYTES))),
+    forRange(
+      jc,
+      i32c(0),
+      get(N),
+      NC,
+      set(nc, minI(sub(get(N), get(jc)), i32c(NC), t1, t2)),
+      forRange(
+        pc,
+        i32c(0),
+        get(K),
+        KC,
+        set(kc, minI(sub(get(K), get(pc)), i32c(KC), t1, t2)),
+        call(
+          FN.pack_b,
+          get(pb),
+          add(get(b), add(mul(get(pc), get(brs)), mul(get(jc), get(bcs)))),
+          get(brs),
+          get(bcs),
+          get(kc),
+          get(nc),
+        ),
+        forRange(
+          ic,
+          i32c(0),
+          get(M),
+          MC,
+          set(mc, minI(sub(get(M), get(ic)), i32c(MC), t1, t2)),
+          call(
+            FN.pack_a,
+            get(pa),
+            add(get(a), add(mul(get(ic), get(ars)), mul(get(pc), get(acs)))),
+            get(ars),
+            get(acs),
+            get(mc),
+            get(kc),
+          ),
+          call(
+            FN.gebp,
+            get(mc),
+            get(nc),
+            get(kc),
+            get(pa),
+            get(pb),
+            add(get(c), add(mul(get(ic), get(ldc)), mul(get(jc), i32c(4)))),
+            get(ldc),
+            get(scratch),
+          ),
+        ),
+      ),
+    ),
+  );
+  return f;
+}
+
+const FN = { pack_b: 0, pack_a: 1, gebp: 2, sgemm: 3 } as const;
+
+export const MEMORY_LIMITS = { initial: 64, maximum: 65536 } as const;
+
+/** The module's bytes; deterministic, built from this file alone. */
+export function gemmModuleBytes(): Uint8Array {
+  return encodeModule([packB(), packA(), gebp(), sgemm()], MEMORY_LIMITS);
+}

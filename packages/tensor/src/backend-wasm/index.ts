@@ -1,0 +1,341 @@
+// The wasm backend: the CPU backend's storage model (typed arrays read with dataOf) placed inside one shared
+// WebAssembly.Memory, so every plain TypeScript kernel runs on it unchanged and without copies, and the ops
+// where WebAssembly SIMD wins are overridden. Today that is float32 matmul (gemm.ts), split over worker
+// threads above a size threshold. The module is emitted from TypeScript at startup (emit.ts).
+
+import type { Backend, Storage, View } from "../backend/backend.js";
+import { registerBackend } from "../backend/registry.js";
+import { cpuKernels } from "../backend-cpu/index.js";
+import { rowMajor, stridedOffsets } from "../backend-cpu/storage.js";
+import { bytesPerElement, type DType, type TypedArray, typedArrayFor } from "../dtype.js";
+import type { Kernel, KernelTable } from "../ops/signatures.js";
+import { gemmModuleBytes, MEMORY_LIMITS, MR, NR, WORKSPACE_BYTES } from "./gemm.js";
+import { Heap, type WasmApi, type WasmMemory, wasmApi } from "./heap.js";
+import { type GemmJob, WorkerPool } from "./threads.js";
+
+export class WasmStorage implements Storage {
+  readonly backend: string;
+  constructor(
+    backend: string,
+    readonly dtype: DType,
+    /** A typed-array view of the block in the shared memory (what dataOf returns). */
+    public data: TypedArray,
+    /** Byte address of the block; -1 once freed. */
+    public addr: number,
+    readonly bytes: number,
+  ) {
+    this.backend = backend;
+  }
+  get size(): number {
+    return this.data.length;
+  }
+}
+
+export interface WasmBackendOptions {
+  /** Registered name; default "wasm". */
+  name?: string;
+  /** Threads for big kernels, the calling thread included; default TSGRAD_NUM_THREADS or all cores. */
+  threads?: number;
+  /** Smallest M N K (per batch entry times batch) sent to the wasm matmul; smaller ones run the TS kernel. */
+  minMatmulWork?: number;
+  /** Smallest total M N K split over threads. */
+  minThreadedWork?: number;
+}
+
+/** Defaults measured on the 2-core Zen 5 dev machine (see benchmarks/). */
+export const DEFAULT_MIN_MATMUL_WORK = 64;
+export const DEFAULT_MIN_THREADED_WORK = 192 * 192 * 192;
+
+let compiled: { api: WasmApi; module: object } | null = null;
+
+/** WebAssembly with 128-bit SIMD and shared memory (threads) is available. */
+export function wasmSimdSupported(): boolean {
+  const api = wasmApi();
+  if (!api || typeof SharedArrayBuffer === "undefined") return false;
+  try {
+    return api.validate(gemmModuleBytes());
+  } catch {
+    return false;
+  }
+}
+
+function compile(): { api: WasmApi; module: object } {
+  if (!compiled) {
+    const api = wasmApi();
+    if (!api) throw new Error("wasm backend: WebAssembly is not available in this runtime");
+    compiled = { api, module: new api.Module(gemmModuleBytes()) };
+  }
+  return compiled;
+}
+
+interface NodeThreads {
+  Worker: unknown;
+  cores: number;
+}
+
+function nodeThreads(): NodeThreads | null {
+  const proc = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process;
+  const load = proc?.getBuiltinModule;
+  if (!load) return null;
+  const wt = load("node:worker_threads") as { Worker?: unknown; isMainThread?: boolean } | undefined;
+  const os = load("node:os") as { availableParallelism?: () => number; cpus(): unknown[] } | undefined;
+  if (!wt?.Worker || !os) return null;
+  return { Worker: wt.Worker, cores: os.availableParallelism?.() ?? os.cpus().length };
+}
+
+/** Thread count: the option, else TSGRAD_NUM_THREADS, else every core. */
+function threadCount(requested: number | undefined, cores: number): number {
+  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env
+    ?.TSGRAD_NUM_THREADS;
+  const n = requested ?? (env !== undefined && env !== "" ? Number(env) : cores);
+  if (!Number.isInteger(n) || n < 1) throw new RangeError(`wasm backend: bad thread count ${String(n)}`);
+  return n;
+}
+
+export interface WasmBackend extends Backend {
+  /** Threads big kernels are split over (1: the calling thread only). */
+  readonly threads: number;
+  /** Stops the worker threads; the backend keeps working on the calling thread. */
+  stopThreads(): void;
+  /** How many matmul calls ran where: the TypeScript kernel, the wasm kernel here, or split over threads. */
+  readonly counters: { matmulTs: number; matmulWasm: number; matmulThreaded: number };
+}
+
+export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend {
+  const name = options.name ?? "wasm";
+  const { api, module } = compile();
+  const memory: WasmMemory = new api.Memory({ ...MEMORY_LIMITS, shared: true });
+  const exports = new api.Instance(module, { env: { memory } }).exports;
+  const sgemm = exports.sgemm as (...args: number[]) => void;
+  const heap = new Heap(memory, 1024);
+  const node = nodeThreads();
+  let threads = node ? threadCount(options.threads, node.cores) : 1;
+  const minWork = options.minMatmulWork ?? DEFAULT_MIN_MATMUL_WORK;
+  const minThreaded = options.minThreadedWork ?? DEFAULT_MIN_THREADED_WORK;
+  let live = 0;
+  const counters = { matmulTs: 0, matmulWasm: 0, matmulThreaded: 0 };
+  const finalizer = new FinalizationRegistry<{ addr: number; bytes: number }>((b) =>
+    heap.release(b.addr, b.bytes),
+  );
+  let work = -1;
+  let pool: WorkerPool | null = null;
+  let workerWork: number[] = [];
+
+  const getPool = (): WorkerPool | null => {
+    if (threads < 2 || !node) return null;
+    if (!pool) {
+      workerWork = Array.from({ length: threads - 1 }, () => heap.alloc(WORKSPACE_BYTES));
+      pool = WorkerPool.start(
+        node.Worker as unknown as Parameters<typeof WorkerPool.start>[0],
+        module,
+        memory,
+        threads - 1,
+      );
+    }
+    return pool;
+  };
+
+  const allocStorage = (dtype: DType, size: number): WasmStorage => {
+    const bytes = size * bytesPerElement(dtype);
+    const addr = heap.alloc(bytes);
+    const Ctor = typedArrayFor(dtype, 0).constructor as new (
+      b: ArrayBufferLike,
+      o: number,
+      n: number,
+    ) => TypedArray;
+    const s = new WasmStorage(name, dtype, new Ctor(heap.buffer, addr, size), addr, bytes);
+    finalizer.register(s, { addr, bytes }, s);
+    live += bytes;
+    return s;
+  };
+
+  const matmul: Kernel<"matmul"> = (inputs, attrs, out) => {
+    const [a, b] = inputs;
+    const sa = a.storage;
+    const sb = b.storage;
+    const r = a.layout.shape.length;
+    const M = a.layout.shape[r - 2]!;
+    const K = a.layout.shape[r - 1]!;
+    const N = b.layout.shape[r - 1]!;
+    let T = 1;
+    for (let i = 0; i < r - 2; i++) T *= a.layout.shape[i]!;
+    const flops = T * M * N * K;
+    if (
+      a.dtype !== "float32" ||
+      flops < minWork ||
+      !(sa instanceof WasmStorage && sb instanceof WasmStorage && out.storage instanceof WasmStorage)
+    ) {
+      counters.matmulTs++;
+      cpuKernels.matmul(inputs, attrs, out);
+      return;
+    }
+    const aBatch = stridedOffsets(
+      a.layout.shape.slice(0, -2),
+      a.layout.strides.slice(0, -2),
+      a.layout.offset,
+    );
+    const bBatch = stridedOffsets(
+      b.layout.shape.slice(0, -2),
+      b.layout.strides.slice(0, -2),
+      b.layout.offset,
+    );
+    const ars = a.layout.strides[r - 2]! * 4;
+    const acs = a.layout.strides[r - 1]! * 4;
+    const brs = b.layout.strides[r - 2]! * 4;
+    const bcs = b.layout.strides[r - 1]! * 4;
+    const ldc = N * 4;
+    const cBase = out.storage.addr + out.layout.offset * 4;
+    if (work < 0) work = heap.alloc(WORKSPACE_BYTES);
+    const p = flops >= minThreaded ? getPool() : null;
+    if (!p) {
+      counters.matmulWasm++;
+      for (let t = 0; t < T; t++)
+        sgemm(
+          M,
+          N,
+          K,
+          sa.addr + aBatch[t]! * 4,
+          ars,
+          acs,
+          sb.addr + bBatch[t]! * 4,
+          brs,
+          bcs,
+          cBase + t * M * N * 4,
+          ldc,
+          work,
+        );
+      return;
+    }
+    // Split batches when they divide evenly over threads, else rows (or columns when N > M) of every entry.
+    const P = p.size + 1;
+    const parts: { t0: number; t1: number; m0: number; m1: number; n0: number; n1: number }[] = [];
+    if (T % P === 0 || T >= 4 * P) {
+      for (let w = 0; w < P; w++)
+        parts.push({
+          t0: Math.floor((w * T) / P),
+          t1: Math.floor(((w + 1) * T) / P),
+          m0: 0,
+          m1: M,
+          n0: 0,
+          n1: N,
+        });
+    } else if (M >= N) {
+      const ch = Math.ceil(M / P / MR) * MR;
+      for (let w = 0; w < P; w++)
+        parts.push({ t0: 0, t1: T, m0: Math.min(M, w * ch), m1: Math.min(M, (w + 1) * ch), n0: 0, n1: N });
+    } else {
+      const ch = Math.ceil(N / P / NR) * NR;
+      for (let w = 0; w < P; w++)
+        parts.push({ t0: 0, t1: T, m0: 0, m1: M, n0: Math.min(N, w * ch), n1: Math.min(N, (w + 1) * ch) });
+    }
+    counters.matmulThreaded++;
+    const tableBytes = 12 * T * (P - 1);
+    const table = heap.alloc(tableBytes);
+    const tab = new Int32Array(heap.buffer, table, 3 * T * (P - 1));
+    const jobs: GemmJob[] = [];
+    for (let w = 1; w < P; w++) {
+      const q = parts[w]!;
+      const base = 3 * T * (w - 1);
+      let count = 0;
+      if (q.m1 > q.m0 && q.n1 > q.n0) {
+        for (let t = q.t0; t < q.t1; t++, count++) {
+          tab[base + 3 * count] = sa.addr + aBatch[t]! * 4 + q.m0 * ars;
+          tab[base + 3 * count + 1] = sb.addr + bBatch[t]! * 4 + q.n0 * bcs;
+          tab[base + 3 * count + 2] = cBase + t * M * N * 4 + q.m0 * ldc + q.n0 * 4;
+        }
+      }
+      jobs.push({
+        table: table + 4 * base,
+        count,
+        M: q.m1 - q.m0,
+        N: q.n1 - q.n0,
+        K,
+        ars,
+        acs,
+        brs,
+        bcs,
+        ldc,
+        work: workerWork[w - 1]!,
+      });
+    }
+    const q = parts[0]!;
+    try {
+      p.run(jobs, () => {
+        if (q.m1 <= q.m0 || q.n1 <= q.n0) return;
+        for (let t = q.t0; t < q.t1; t++) {
+          sgemm(
+            q.m1 - q.m0,
+            q.n1 - q.n0,
+            K,
+            sa.addr + aBatch[t]! * 4 + q.m0 * ars,
+            ars,
+            acs,
+            sb.addr + bBatch[t]! * 4 + q.n0 * bcs,
+            brs,
+            bcs,
+            cBase + t * M * N * 4 + q.m0 * ldc + q.n0 * 4,
+            ldc,
+            work,
+          );
+        }
+      });
+    } finally {
+      heap.release(table, tableBytes);
+    }
+  };
+
+  const kernels: KernelTable = { ...cpuKernels, matmul };
+
+  return {
+    name,
+    kernels,
+    counters,
+    get threads() {
+      return threads;
+    },
+    stopThreads(): void {
+      pool?.stop();
+      pool = null;
+      for (const w of workerWork) heap.release(w, WORKSPACE_BYTES);
+      workerWork = [];
+      threads = 1;
+    },
+    alloc(dtype: DType, size: number): Storage {
+      return allocStorage(dtype, size);
+    },
+    fromArray(data: TypedArray, dtype: DType): Storage {
+      const s = allocStorage(dtype, data.length);
+      s.data.set(data);
+      return s;
+    },
+    readSync(view: View): TypedArray {
+      const src = rowMajor(view);
+      const copy = typedArrayFor(view.dtype, src.length);
+      copy.set(src);
+      return copy;
+    },
+    read(view: View): Promise<TypedArray> {
+      return Promise.resolve(this.readSync!(view));
+    },
+    free(storage: Storage): void {
+      const s = storage as WasmStorage;
+      if (s.addr < 0) return;
+      finalizer.unregister(s);
+      heap.release(s.addr, s.bytes);
+      live -= s.bytes;
+      s.addr = -1;
+      s.data = typedArrayFor(s.dtype, 0);
+    },
+    liveBytes: () => live,
+  };
+}
+
+/**
+ * Creates the wasm backend and registers it (select it with setBackend("wasm")). Async so that runtimes
+ * that must compile WebAssembly asynchronously can be supported behind the same call.
+ */
+export async function initWasmBackend(options: WasmBackendOptions = {}): Promise<WasmBackend> {
+  const backend = createWasmBackend(options);
+  registerBackend(backend);
+  return backend;
+}
