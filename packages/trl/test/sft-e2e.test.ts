@@ -31,6 +31,7 @@ async function trainAndReload(peft_config: LoraConfig | PromptTuningConfig, lr: 
       processing_class: makeTokenizer(),
     });
     const out = await trainer.train();
+    expect(out.global_step).toBe(30);
     const losses = trainer.state!.log_history.filter((e) => e.loss !== undefined).map((e) => e.loss!);
     expect(losses.length).toBe(6);
     const model = trainer.model as PeftModel;
