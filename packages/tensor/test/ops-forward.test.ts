@@ -634,6 +634,27 @@ describe("random numbers", () => {
     expect(randn([7], { dtype: "float64" }).tolistSync()).toEqual(first);
   });
 
+  it("float32 rand stays below 1 even when the 53-bit draw rounds up to 1.0 in float32", () => {
+    // xoshiro128** outputs rotl(s1 * 5, 7) * 9. Pick s1 so the first output is 0xffffffff: then the
+    // uniform's top 27 bits are all set, u >= 1 - 2^-27, and Math.fround(u) would be exactly 1.
+    const inverse = (a: number) => {
+      let x = a; // Newton's iteration for the inverse of an odd number mod 2^32
+      for (let i = 0; i < 5; i++) x = Math.imul(x, 2 - Math.imul(a, x));
+      return x >>> 0;
+    };
+    const rotr = (v: number, k: number) => ((v >>> k) | (v << (32 - k))) >>> 0;
+    const s1 = Math.imul(rotr(Math.imul(0xffffffff, inverse(9)) >>> 0, 7), inverse(5)) >>> 0;
+    const state = { s: [1, s1, 2, 3] as [number, number, number, number], spare: null };
+    setRngState(state);
+    const u64 = rand([1], { dtype: "float64" }).itemSync();
+    expect(u64).toBeGreaterThanOrEqual(1 - 2 ** -27);
+    expect(Math.fround(u64)).toBe(1); // the case being guarded
+    setRngState(state);
+    const u32 = rand([1]).itemSync();
+    expect(u32).toBeLessThan(1);
+    expect(u32).toBe(1 - 2 ** -24);
+  });
+
   it("rand is in [0, 1) and randn has mean ~0 and variance ~1", () => {
     manualSeed(9);
     const u = rand([10000], { dtype: "float64" });

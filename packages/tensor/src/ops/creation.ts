@@ -184,7 +184,9 @@ export function randn(shape: readonly number[], opts?: CreateOptions): Tensor {
 }
 /** Uniform samples in [0, 1) from the seeded generator. */
 export function rand(shape: readonly number[], opts?: CreateOptions): Tensor {
-  return random("rand", shape, randomUniform, opts);
+  // NOTE: in float32 a draw within 2^-25 of 1 would round to 1.0; clamp so the range stays [0, 1)
+  const f32 = (opts?.dtype ?? "float32") === "float32";
+  return random("rand", shape, f32 ? () => Math.min(randomUniform(), 1 - 2 ** -24) : randomUniform, opts);
 }
 export function randnLike(t: Tensor, opts?: CreateOptions): Tensor {
   return randn(t.shape, likeOpts(t, opts));
