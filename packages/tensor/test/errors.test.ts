@@ -33,7 +33,12 @@ describe("shape errors name the op, the shapes and what was expected", () => {
     expect(() => where(tensor([true, false, true]), x23(), zeros([2, 2]))).toThrow(
       /where: shapes .*\[2, 3\].*\[2, 2\]/,
     );
-    expect(() => x23().maskedFill(tensor([[true], [false], [true]]), 0)).toThrow(/\[3, 1\].*\[2, 3\]/);
+    expect(() => x23().maskedFill(tensor([[true], [false], [true]]), 0)).toThrow(
+      /maskedFill: shapes \[3, 1\] and \[2, 3\] cannot be broadcast together/,
+    );
+    expect(() => zeros([3]).maskedFill(tensor([[true], [false]]), 0)).toThrow(
+      /maskedFill: mask shape \[2, 1\] must broadcast to the input's shape \[3\]/,
+    );
     expect(() => zeros([3]).expand(-1, 3)).toThrow(/expand: invalid shape \[-1, 3\]/); // -1 only for existing dims
     expect(() => x23().expand(4, 3)).toThrow(
       /expand: cannot expand \[2, 3\] to \[4, 3\]: dim 0 is 2, expected 1 or 4/,

@@ -1,6 +1,7 @@
 // Elementwise ops: scalars and dtype promotion (PyTorch rules) are settled here, broadcasting in apply().
 
 import { type DType, isFloat, promoteTypes, promoteWithScalar } from "../dtype.js";
+import { broadcastShapes, fmt, shapesEqual } from "../shape.js";
 import { Tensor, type TensorLike } from "../tensor.js";
 import { apply } from "./apply.js";
 import { scalar } from "./creation.js";
@@ -96,13 +97,14 @@ export function where(cond: Tensor, a: TensorLike, b: TensorLike): Tensor {
 /** x with `value` wherever mask is true; mask broadcasts to x's shape. */
 export function maskedFill(x: Tensor, mask: Tensor, value: number): Tensor {
   if (mask.dtype !== "bool") throw new TypeError(`maskedFill: mask must be bool, got ${mask.dtype}`);
-  const out = where(mask, scalar(value, x.dtype, x.backend), x);
-  if (out.ndim !== x.ndim || out.shape.some((d, i) => d !== x.shape[i])) {
+  // checked before the where, so the error names maskedFill rather than where
+  const shape = broadcastShapes("maskedFill", mask.shape, x.shape);
+  if (!shapesEqual(shape, x.shape)) {
     throw new RangeError(
-      `maskedFill: mask shape [${mask.shape}] must broadcast to the input's shape [${x.shape}]`,
+      `maskedFill: mask shape ${fmt(mask.shape)} must broadcast to the input's shape ${fmt(x.shape)}`,
     );
   }
-  return out;
+  return where(mask, scalar(value, x.dtype, x.backend), x);
 }
 
 /** Limits x to [min, max]. The gradient passes where min <= x <= max, as in PyTorch. */
