@@ -271,6 +271,13 @@ describe("out-of-range indices", () => {
       /crossEntropy: expected logits \[N, C\] and target \[N\], got \[2, 3, 4\] and \[2\]/,
     );
     expect(() => crossEntropy(x23(), tensor([0, 1, 2]))).toThrow(/got \[2, 3\] and \[3\]/);
+    // a target outside the classes (here 3 with C = 3, or -1 which is not ignore_index)
+    expect(() => crossEntropy(x23(), tensor([0, 3]))).toThrow(
+      /crossEntropy: every target must be in \[0, 3\) or equal ignore_index -100 \(logits \[2, 3\]\); gather: index 3 is out of range/,
+    );
+    expect(() => crossEntropy(x23(), tensor([-1, 0]))).toThrow(
+      /crossEntropy: every target must be in \[0, 3\)/,
+    );
   });
 });
 

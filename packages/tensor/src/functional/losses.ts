@@ -31,7 +31,15 @@ export function crossEntropy(logits: Tensor, target: Tensor, options: CrossEntro
   const logp = logSoftmax(logits, 1);
   const valid = target.ne(ignore_index);
   const safe = where(valid, target, 0);
-  let nll = logp.gather(1, safe.unsqueeze(1)).squeeze(1).neg();
+  let picked: Tensor;
+  try {
+    picked = logp.gather(1, safe.unsqueeze(1));
+  } catch (e) {
+    throw new RangeError(
+      `crossEntropy: every target must be in [0, ${C}) or equal ignore_index ${ignore_index} (logits ${fmt(logits.shape)}); ${(e as Error).message}`,
+    );
+  }
+  let nll = picked.squeeze(1).neg();
   if (label_smoothing > 0) {
     const smooth = logp.sum(1).neg().div(C);
     nll = nll.mul(1 - label_smoothing).add(smooth.mul(label_smoothing));
