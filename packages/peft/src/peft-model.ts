@@ -11,6 +11,7 @@ import {
   generate,
   type IntInput,
   isLinearLike,
+  isQuantizedLinear,
   Module,
   type PreTrainedTokenizer,
 } from "@tsgrad/nn";
@@ -181,6 +182,7 @@ export class PeftModel extends Module {
   /** Folds the active LoRA adapters into the base weights; forward is unchanged. */
   merge(): void {
     this.requireLora("merge");
+    this.dequantizeQuantizedBases("merge");
     for (const l of this.adapterLayers()) l.merge();
   }
   unmerge(): void {
@@ -194,8 +196,25 @@ export class PeftModel extends Module {
    */
   mergeAndUnload(): CausalLM {
     this.requireLora("mergeAndUnload");
+    this.dequantizeQuantizedBases("mergeAndUnload");
     for (const l of this.adapterLayers()) if (!l.merged) l.merge();
     return this.unwrap(true);
+  }
+
+  /**
+   * A quantized base (QLoRA) is dequantized before merging, as the recommended recipe says (spec 1.9,
+   * 11.1): the merged model comes back in full precision, with one warning, and without quantization_config.
+   */
+  private dequantizeQuantizedBases(op: string): void {
+    let n = 0;
+    for (const l of this.adapterLayers()) if (l instanceof LoraLinear && l.dequantizeBase()) n++;
+    if (n === 0) return;
+    console.warn(
+      `${op}: the base model is quantized; ${n} quantized layers were dequantized to float32 and the merged model is full precision (re-quantize it explicitly if you need a quantized copy; rounding changes generations)`,
+    );
+    const config = this.model.config as unknown as Record<string, unknown>;
+    if (![...this.model.namedModules()].some(([, m]) => isQuantizedLinear(m)))
+      delete config.quantization_config;
   }
 
   /** The base model with adapters removed and nothing merged (PEFT's unload). */

@@ -115,7 +115,7 @@ export class Linear4bit extends Module implements LinearLike {
     return this.dequantize();
   }
 
-  /** A full-precision Linear with the dequantized weight and a copy of the bias. */
+  /** A full-precision, frozen Linear with the dequantized weight and a copy of the bias. */
   toLinear(): Linear {
     const lin = new Linear(this.inFeatures, this.outFeatures, { bias: this.bias !== null, init: "zeros" });
     noGrad(() => {
@@ -124,6 +124,9 @@ export class Linear4bit extends Module implements LinearLike {
       w.dispose();
       if (this.bias && lin.bias) lin.bias.assign(this.bias);
     });
+    // The base stays frozen, as the quantized weight was.
+    lin.weight.requiresGrad = false;
+    if (lin.bias) lin.bias.requiresGrad = this.bias?.requiresGrad ?? false;
     return lin;
   }
 

@@ -84,6 +84,9 @@ export class Linear8bitLt extends Module implements LinearLike {
       lin.weight.assign(this.dequantize());
       if (this.bias && lin.bias) lin.bias.assign(this.bias);
     });
+    // The base stays frozen, as the quantized weight was.
+    lin.weight.requiresGrad = false;
+    if (lin.bias) lin.bias.requiresGrad = this.bias?.requiresGrad ?? false;
     return lin;
   }
   weightBytes(): number {

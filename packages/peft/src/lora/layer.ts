@@ -1,7 +1,16 @@
 // LoRA and DoRA on a Linear (trl-peft-spec 1.2-1.5, 1.9, 2): y = base(x) + s * B(A(dropout(x))), with
 // s = alpha/r (or alpha/sqrt(r) for rsLoRA); DoRA rescales each output row by m / ||W + s B A||.
 
-import { Dropout, initNormal, initUniform, Linear, type LinearModule, Module, Parameter } from "@tsgrad/nn";
+import {
+  Dropout,
+  initNormal,
+  initUniform,
+  isQuantizedLinear,
+  Linear,
+  type LinearModule,
+  Module,
+  Parameter,
+} from "@tsgrad/nn";
 import { type DType, noGrad, type Tensor } from "@tsgrad/tensor";
 import type { AdapterLayer } from "../adapter-layer.js";
 import { ModuleDict } from "../module-dict.js";
@@ -187,8 +196,27 @@ export class LoraLinear extends Module implements AdapterLayer {
     return scale.sub(1).mul(base).add(scale.mul(lora));
   }
 
-  /** Folds the adapters into the base weight: W + s B A, or DoRA's diag(m / ||W + s B A||)(W + s B A). */
+  /**
+   * Replaces a 4-bit/8-bit base by its dequantized full-precision Linear (spec 1.9, 11.1: merging into a
+   * quantized base would re-quantize and add rounding error). Returns whether it did.
+   */
+  dequantizeBase(): boolean {
+    const base = this.base_layer;
+    if (!isQuantizedLinear(base)) return false;
+    this.base_layer = base.toLinear();
+    return true;
+  }
+
+  /**
+   * Folds the adapters into the base weight: W + s B A, or DoRA's diag(m / ||W + s B A||)(W + s B A). A
+   * quantized base is dequantized first and stays in full precision (with a warning).
+   */
   merge(names: readonly string[] = this._active): void {
+    const kind = this.base_layer.constructor.name;
+    if (this.dequantizeBase())
+      console.warn(
+        `LoraLinear: merging into a quantized ${kind} base: the base was dequantized and the merged layer is full precision (float32)`,
+      );
     const weight = this.mergeableWeight();
     noGrad(() => {
       for (const name of names) {
