@@ -5,7 +5,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { AutoModelForCausalLM, AutoTokenizer, type CausalLM, type PreTrainedTokenizer } from "@tsgrad/nn";
-import { getPeftModel, type PeftConfig, PeftModel } from "@tsgrad/peft";
+import { getPeftModel, LoraConfig, type PeftConfig, PeftModel } from "@tsgrad/peft";
 import { type DType, type Tensor, tensor } from "@tsgrad/tensor";
 import { collate, countTargets, countTokens, type SFTBatch } from "../data/collate.js";
 import type { Row } from "../data/formats.js";
@@ -66,7 +66,12 @@ export class SFTTrainer extends Trainer<TokenizedExample, SFTBatch> {
         throw new Error(
           "SFTTrainer: the model already has adapters (a PeftModel) and a peft_config was passed; merge it first or drop peft_config",
         );
-      this._model = m;
+      // As in TRL, the adapter is injected here, so its initialization draws from the RNG at construction time.
+      if (opts.peft_config && !opts.processing_class && !(opts.peft_config instanceof LoraConfig))
+        throw new Error("SFTTrainer: prompt tuning needs processing_class (the tokenizer)");
+      this._model = opts.peft_config
+        ? getPeftModel(m as CausalLM, opts.peft_config, { tokenizer: opts.processing_class ?? undefined })
+        : m;
     }
     if (!Array.isArray(opts.train_dataset) || opts.train_dataset.length === 0)
       throw new Error("SFTTrainer: train_dataset must be a non-empty list of rows");
@@ -106,7 +111,8 @@ export class SFTTrainer extends Trainer<TokenizedExample, SFTBatch> {
     const tok = this._tokenizer;
     if (!tok) throw new Error("SFTTrainer: pass processing_class (the tokenizer) when model is not a folder");
     let model = this._model!;
-    if (opts.peft_config) model = getPeftModel(model as CausalLM, opts.peft_config, { tokenizer: tok });
+    if (opts.peft_config && typeof opts.model === "string")
+      model = getPeftModel(model as CausalLM, opts.peft_config, { tokenizer: tok });
     const base = model instanceof PeftModel ? model.model : model;
     if (args.gradient_checkpointing) base.gradientCheckpointingEnable();
     this._model = model;
