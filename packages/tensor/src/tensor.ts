@@ -124,6 +124,7 @@ export class Tensor implements Disposable {
   }
   /** A tensor sharing the data, cut off from the graph. */
   detach(): Tensor {
+    void this._view; // throws after dispose()
     return new Tensor(this._store, this.shape, this.dtype, this.strides, this.offset);
   }
   /** Keeps this tensor alive across tidy() scopes. */

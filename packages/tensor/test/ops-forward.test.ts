@@ -782,6 +782,16 @@ describe("memory: tidy, keep, dispose", () => {
     expect(x.isDisposed).toBe(true);
     expect(() => x.dataSync()).toThrow(/Tensor \[2, 3\] float32 was used after dispose\(\)/);
     expect(() => x.add(1)).toThrow(/used after dispose/);
+    // views and detach too: they must not read freed memory or free it a second time
+    const before = getBackend().liveBytes();
+    for (const view of [
+      () => x.reshape(3, 2),
+      () => x.transpose(0, 1),
+      () => x.unsqueeze(0),
+      () => x.detach(),
+    ])
+      expect(view).toThrow(/Tensor \[2, 3\] float32 was used after dispose\(\)/);
+    expect(getBackend().liveBytes()).toBe(before);
     x.dispose(); // a second dispose is a no-op
   });
 });

@@ -141,6 +141,7 @@ export function applyView<K extends ViewOpName>(
   attrs: ViewAttrs<K>,
   layout: { shape: readonly number[]; strides: readonly number[]; offset: number },
 ): Tensor {
+  void x._view; // throws if x was disposed: a view must not revive (and free again) its storage
   const out = new Tensor(x._store, layout.shape, x.dtype, layout.strides, layout.offset);
   if (needsNode([x])) {
     const rule = viewVjpRules[op] as (dy: Tensor, ctx: unknown) => (Tensor | null)[];
