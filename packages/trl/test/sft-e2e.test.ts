@@ -4,11 +4,12 @@
 import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
+import { AutoModelForCausalLM, isQuantizedLinear } from "@tsgrad/nn";
 import { LoraConfig, PeftModel, PromptTuningConfig } from "@tsgrad/peft";
 import { noGrad } from "@tsgrad/tensor";
 import { describe, expect, it } from "vitest";
-import { SFTTrainer } from "../src/index.js";
-import { makeModel, makeTokenizer, TEXT_ROWS, withTempDir } from "./helpers.js";
+import { getPeftConfig, getQuantizationConfig, ModelConfig, SFTTrainer } from "../src/index.js";
+import { makeModel, makeTokenizer, TEXT_ROWS, withTempDir, writeModelDir } from "./helpers.js";
 
 const probe = { input_ids: [[20, 8, 5, 0, 19, 11, 25]], attention_mask: [[1, 1, 1, 1, 1, 1, 1]] };
 
@@ -80,5 +81,46 @@ describe("SFTTrainer end to end", () => {
     );
     expect(losses.at(-1)!).toBeLessThan(losses[0]!);
     expect([...again]).toEqual([...trained]);
+  });
+});
+
+describe("QLoRA", () => {
+  it("a 4-bit NF4 base from a folder trains a LoRA adapter that lowers the loss and reloads onto the quantized base", async () => {
+    await withTempDir(async (dir) => {
+      await writeModelDir(join(dir, "model"), 1);
+      const quantization_config = getQuantizationConfig(new ModelConfig({ load_in_4bit: true }));
+      expect(quantization_config?.bnb_4bit_quant_type).toBe("nf4");
+      const trainer = new SFTTrainer({
+        model: join(dir, "model"),
+        args: {
+          output_dir: join(dir, "out"),
+          learning_rate: 2e-2,
+          max_steps: 20,
+          per_device_train_batch_size: 4,
+          logging_steps: 5,
+          disable_tqdm: true,
+          lr_scheduler_type: "constant",
+        },
+        train_dataset: TEXT_ROWS,
+        peft_config: getPeftConfig(
+          new ModelConfig({ use_peft: true, lora_r: 4, lora_alpha: 8, lora_target_modules: ["all-linear"] }),
+        ),
+        quantization_config,
+      });
+      await trainer.train();
+      const losses = trainer.state!.log_history.filter((e) => e.loss !== undefined).map((e) => e.loss!);
+      expect(losses.at(-1)!).toBeLessThan(losses[0]! - 0.2);
+      const model = trainer.model as PeftModel;
+      expect([...model.model.namedModules()].some(([, m]) => isQuantizedLinear(m))).toBe(true);
+      model.eval();
+      const trained = noGrad(() => model.forward(probe).logits).dataSync();
+      await trainer.saveModel();
+      const base = await AutoModelForCausalLM.fromPretrained(join(dir, "model"), {
+        quantization_config: quantization_config!,
+      });
+      const reloaded = await PeftModel.fromPretrained(base, join(dir, "out"));
+      reloaded.eval();
+      expect([...noGrad(() => reloaded.forward(probe).logits).dataSync()]).toEqual([...trained]);
+    });
   });
 });

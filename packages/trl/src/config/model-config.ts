@@ -1,6 +1,7 @@
 // TRL's ModelConfig and its helpers get_peft_config, get_quantization_config and get_kbit_device_map
 // (trl/trainer/model_config.py and trl/trainer/utils.py; trl-peft-spec 9.2, 9.3).
 
+import type { BitsAndBytesConfig } from "@tsgrad/nn";
 import { LoraConfig } from "@tsgrad/peft";
 import { buildFields, type FieldsOf, f } from "./fields.js";
 import { createQuantizationConfig } from "./quantization.js";
@@ -78,7 +79,7 @@ export function getPeftConfig(m: ModelConfig): LoraConfig | null {
  * The quantization config --load_in_4bit / --load_in_8bit ask for (BitsAndBytesConfig fields), or null.
  * 4-bit: compute dtype = --dtype, quant type, double quantization and storage from the flags.
  */
-export function getQuantizationConfig(m: ModelConfig): Record<string, unknown> | null {
+export function getQuantizationConfig(m: ModelConfig): BitsAndBytesConfig | null {
   if (m.load_in_4bit)
     return createQuantizationConfig({
       load_in_4bit: true,

@@ -4,7 +4,13 @@
 
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { AutoModelForCausalLM, AutoTokenizer, type CausalLM, type PreTrainedTokenizer } from "@tsgrad/nn";
+import {
+  AutoModelForCausalLM,
+  AutoTokenizer,
+  type BitsAndBytesConfig,
+  type CausalLM,
+  type PreTrainedTokenizer,
+} from "@tsgrad/nn";
 import { getPeftModel, LoraConfig, type PeftConfig, PeftModel } from "@tsgrad/peft";
 import { type DType, type Tensor, tensor } from "@tsgrad/tensor";
 import { collate, countTargets, countTokens, type SFTBatch } from "../data/collate.js";
@@ -33,7 +39,7 @@ export interface SFTTrainerOptions {
   /** The tokenizer (default: the one in the model folder). */
   processing_class?: PreTrainedTokenizer | null;
   /** A quantization config for loading a model folder (from getQuantizationConfig). */
-  quantization_config?: unknown;
+  quantization_config?: BitsAndBytesConfig | null;
   callbacks?: TrainerCallback[];
 }
 
@@ -101,10 +107,10 @@ export class SFTTrainer extends Trainer<TokenizedExample, SFTBatch> {
   private async load(): Promise<void> {
     const { opts, args } = this;
     if (typeof opts.model === "string") {
-      if (opts.quantization_config) throw new Error("SFTTrainer: quantized loading is not available yet");
       const dtype = (args.model_init_kwargs?.dtype as DType | "auto" | undefined) ?? "float32";
       this._model = await AutoModelForCausalLM.fromPretrained(opts.model, {
         dtype: dtype === "auto" ? "float32" : dtype,
+        quantization_config: (opts.quantization_config as BitsAndBytesConfig | null) ?? undefined,
       });
       this._tokenizer ??= await AutoTokenizer.fromPretrained(opts.model);
     }
