@@ -713,6 +713,17 @@ describe("memory: tidy, keep, dispose", () => {
     expect(new Set(live).size).toBe(1);
   });
 
+  it("a leaf's .grad has the leaf's dtype, even from a float64 gradient passed to backward", () => {
+    const x = tensor([1, 2], { dtype: "float32", requiresGrad: true });
+    x.backward(f64([0.5, 0.25]));
+    expect(x.grad!.dtype).toBe("float32");
+    expect(x.grad!.tolistSync()).toEqual([0.5, 0.25]);
+    const y = tensor([1, 2], { dtype: "float32", requiresGrad: true });
+    y.double().mul(3).sum().backward(); // d/dy = 3, cast back to float32
+    expect(y.grad!.dtype).toBe("float32");
+    expect(y.grad!.tolistSync()).toEqual([3, 3]);
+  });
+
   it("two leaves never share one gradient tensor", () => {
     // d/da and d/db of sum((a + b) * c) are both c: the same dy, but each leaf owns its .grad
     const a = f64([1, 2]).requiresGrad_();

@@ -63,7 +63,8 @@ export function backward(root: Tensor, gradient?: Tensor, options: { createGraph
   withGradMode(options.createGraph === true, () => {
     const grads = new Map<Tensor, Tensor>();
     const given = new Set<Tensor>(); // tensors already handed to a leaf as its gradient
-    grads.set(root, gradient ?? onesLike(root));
+    // a given gradient takes the root's dtype, so a leaf root's .grad has the leaf's dtype
+    grads.set(root, gradient ? cast(gradient, root.dtype) : onesLike(root));
     const order = topoSort(root);
     for (let k = order.length - 1; k >= 0; k--) {
       const t = order[k]!;
