@@ -1,15 +1,18 @@
 // Linear4bit and Linear8bitLt (trl-peft-spec 3.5, 3.8, 12 item 6): forward against the reference
-// composition, chunked dequantize-matmul against it, input gradients, bfloat16 compute, the LLM.int8
-// outlier decomposition, and errors for layers that cannot be quantized.
+// composition, the chunked and the fused WebAssembly dequantize-matmul against it, input gradients, bfloat16
+// compute, the LLM.int8 outlier decomposition, and errors for layers that cannot be quantized.
 
 import {
   Embedding,
+  fusedQmatmulAvailable,
   Linear,
   Linear4bit,
   Linear8bitLt,
   qmatmul4,
+  qmatmul4Fused,
   qmatmul4Reference,
   qmatmul4T,
+  qmatmul4TFused,
 } from "@tsgrad/nn";
 import {
   bfloat16BitsToFloat32,
@@ -128,6 +131,57 @@ describe("Linear4bit", () => {
     expect(() => q.forward(randn([2, 5]))).toThrow(/expected input \[\.\.\., 8\]/);
     const state = { ...q.quantState, absmax: new Float32Array(3) };
     expect(() => new Linear4bit(q.packedWeight, state as never, null)).toThrow(/3 absmax values, expected 1/);
+  });
+});
+
+describe("fused WebAssembly SIMD dequantize-and-matmul kernel", () => {
+  it("is available on this runtime", () => {
+    expect(fusedQmatmulAvailable()).toBe(true);
+  });
+
+  it("equals the reference composition within 1e-5 relative (forward and input gradient)", () => {
+    manualSeed(8);
+    const cases: [number, number, number, "nf4" | "fp4", boolean, number][] = [
+      [24, 37, 3, "nf4", true, 64], // partial last block
+      [9, 7, 1, "fp4", false, 64], // odd count, one row of input
+      [96, 70, 5, "nf4", false, 128],
+      [130, 33, 4, "fp4", true, 32], // I not a multiple of 4: scalar tail
+      [256, 300, 6, "nf4", true, 64], // more than 256 blocks: two nested blocks
+    ];
+    for (const [I, O, N, quantType, compressStatistics, blocksize] of cases) {
+      const q = Linear4bit.fromLinear(linear(I, O, false), { quantType, compressStatistics, blocksize });
+      const state = q.quantState as never;
+      const x = randn([N, I]);
+      const ref = qmatmul4Reference(x, q.packedWeight, state);
+      expect(maxRelDiff(qmatmul4Fused(x, q.packedWeight, state), ref)).toBeLessThan(1e-5);
+      const dy = randn([N, O]);
+      const dxRef = noGrad(() => dy.matmul(q.dequantize()));
+      expect(maxRelDiff(qmatmul4TFused(dy, q.packedWeight, state), dxRef)).toBeLessThan(1e-5);
+    }
+  });
+
+  it("Linear4bit gives the same outputs and gradients with the fused and the chunked kernel", () => {
+    manualSeed(9);
+    const q = Linear4bit.fromLinear(linear(48, 20), { compressStatistics: true });
+    const run = (kernel: "fused" | "chunked") => {
+      Linear4bit.kernel = kernel;
+      try {
+        expect(q.usesFusedKernel(6)).toBe(kernel === "fused");
+        manualSeed(10);
+        const x = randn([2, 3, 48]).requiresGrad_();
+        const y = q.forward(x);
+        y.mul(y).sum().backward();
+        return { y, g: x.grad! };
+      } finally {
+        Linear4bit.kernel = "auto";
+      }
+    };
+    const a = run("fused");
+    const b = run("chunked");
+    expect(maxRelDiff(a.y, b.y)).toBeLessThan(1e-5);
+    expect(maxRelDiff(a.g, b.g)).toBeLessThan(1e-5);
+    // bfloat16 compute always takes the chunked path.
+    expect(Linear4bit.fromLinear(linear(8, 8), { computeDtype: "bfloat16" }).usesFusedKernel(1)).toBe(false);
   });
 });
 

@@ -35,7 +35,7 @@ export {
   quantize8bit,
   quantizeBlockwiseArray,
 } from "./functional.js";
-export { Linear4bit, type Linear4bitOptions } from "./linear4bit.js";
+export { Linear4bit, type Linear4bitKernel, type Linear4bitOptions } from "./linear4bit.js";
 export { Linear8bitLt } from "./linear8bit.js";
 export {
   isQuantizedLinear,
@@ -47,6 +47,13 @@ export {
   quantizeModel,
 } from "./model.js";
 export { type QMatmulOptions, qmatmul4, qmatmul4Reference, qmatmul4T } from "./qmatmul.js";
+export {
+  fusedQmatmulAvailable,
+  fusedQmatmulSupports,
+  qmatmul4Fused,
+  qmatmul4TFused,
+  qmatmulModuleBytes,
+} from "./qmatmul-wasm.js";
 export {
   hasQuantizedModules,
   linear4bitTensors,

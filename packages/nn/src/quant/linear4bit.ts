@@ -2,7 +2,7 @@
 // codes plus block statistics and is frozen; forward dequantizes and multiplies (qmatmul4), and its backward
 // gives the input gradient dy W (and the bias gradient), recomputing W chunk by chunk instead of saving it.
 
-import { defineOp, noGrad, type Tensor, tensor } from "@tsgrad/tensor";
+import { defineOp, getBackend, noGrad, type Tensor, tensor } from "@tsgrad/tensor";
 import { Linear, type LinearLike } from "../layers/linear.js";
 import { Module } from "../module.js";
 import { Parameter } from "../parameter.js";
@@ -16,6 +16,12 @@ import {
   quantize4bitState,
 } from "./functional.js";
 import { qmatmul4, qmatmul4T } from "./qmatmul.js";
+import {
+  fusedQmatmulAvailable,
+  fusedQmatmulSupports,
+  qmatmul4Fused,
+  qmatmul4TFused,
+} from "./qmatmul-wasm.js";
 
 export interface Linear4bitOptions {
   quantType?: QuantType4;
@@ -28,7 +34,17 @@ export interface Linear4bitOptions {
   dtype?: QuantSourceDType;
 }
 
+/**
+ * Which matmul Linear4bit runs: "fused" = the WebAssembly SIMD dequantize-and-matmul kernel (float32 compute
+ * only); "chunked" = rows of W dequantized a chunk at a time and multiplied with the backend's matmul;
+ * "auto" = fused on the plain TypeScript CPU backend when it applies, else chunked.
+ */
+export type Linear4bitKernel = "auto" | "fused" | "chunked";
+
 export class Linear4bit extends Module implements LinearLike {
+  /** The kernel every Linear4bit uses (see Linear4bitKernel). */
+  static kernel: Linear4bitKernel = "auto";
+
   bias: Parameter | null;
   readonly inFeatures: number;
   readonly outFeatures: number;
@@ -138,6 +154,14 @@ export class Linear4bit extends Module implements LinearLike {
     return n;
   }
 
+  /** Whether forward/backward run the fused WebAssembly kernel for `rows` input rows. */
+  usesFusedKernel(rows: number): boolean {
+    const k = Linear4bit.kernel;
+    if (k === "chunked" || this.computeDtype !== "float32") return false;
+    if (k === "auto" && getBackend().name !== "cpu") return false;
+    return fusedQmatmulAvailable() && fusedQmatmulSupports(this._state, rows);
+  }
+
   forward(x: Tensor): Tensor {
     const I = this.inFeatures;
     const O = this.outFeatures;
@@ -151,14 +175,22 @@ export class Linear4bit extends Module implements LinearLike {
     const op = defineOp<Tensor[]>({
       name: "linear4bit",
       forward: (xin, b) => {
-        let y = qmatmul4(xin!.reshape([-1, I]), packed, state, opts);
+        const x2 = xin!.reshape([-1, I]);
+        let y = this.usesFusedKernel(x2.shape[0]!)
+          ? qmatmul4Fused(x2, packed, state)
+          : qmatmul4(x2, packed, state, opts);
         if (b) y = y.add(b);
         if (x.dtype !== "float32") y = y.to(x.dtype);
         return y.reshape([...lead, O]);
       },
       backward: (dy, { needs }) => {
         const dy2 = dy.reshape([-1, O]);
-        const dx = needs[0] ? qmatmul4T(dy2, packed, state, opts).reshape(x.shape).to(x.dtype) : null;
+        const dx2 = !needs[0]
+          ? null
+          : this.usesFusedKernel(dy2.shape[0]!)
+            ? qmatmul4TFused(dy2, packed, state)
+            : qmatmul4T(dy2, packed, state, opts);
+        const dx = dx2 ? dx2.reshape(x.shape).to(x.dtype) : null;
         const db = needs[1] ? dy2.sum(0).to(bias!.dtype) : null;
         return bias ? [dx, db] : [dx];
       },
