@@ -73,6 +73,8 @@ describe("shape errors name the op, the shapes and what was expected", () => {
     );
     expect(() => x23().size(2)).toThrow(/size: dim 2 is out of range for a tensor of rank 2/);
     expect(x23().size(-1)).toBe(3);
+    expect(() => zeros([2, 0]).max(1)).toThrow(/max: cannot reduce over the empty dim 1 of shape \[2, 0\]/);
+    expect(() => zeros([0]).argmax()).toThrow(/argmax: cannot reduce over the empty dim 0 of shape \[0\]/);
     expect(() => x23().sum([1, -1])).toThrow(/sum: dim \[1,-1\] repeats a dimension/);
     expect(() => x23().permute(0, 0)).toThrow(
       /permute: dims \[0, 0\] are not a permutation of the 2 dims of \[2, 3\]/,

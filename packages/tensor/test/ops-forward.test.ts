@@ -239,6 +239,20 @@ describe("hand-derived forward results", () => {
     expectAllClose(z.grad!, [0, 0.25 - 1, 0.75], { atol: 1e-15, rtol: 0 });
   });
 
+  it("zero-size dims: empty sums are 0, empty logsumexp is -inf, softmax of an empty dim is empty", () => {
+    const e = zeros([2, 0], { dtype: "float64" });
+    expect(e.sum(-1).tolistSync()).toEqual([0, 0]);
+    expect(e.mean(-1).tolistSync()).toEqual([Number.NaN, Number.NaN]); // 0 / 0, as torch
+    expect(e.logsumexp(-1).tolistSync()).toEqual([-Infinity, -Infinity]); // log(0)
+    expect(e.softmax(-1).shape).toEqual([2, 0]);
+    expect(e.logSoftmax(1).shape).toEqual([2, 0]);
+    expect(e.matmul(zeros([0, 3], { dtype: "float64" })).tolistSync()).toEqual([
+      [0, 0, 0],
+      [0, 0, 0],
+    ]); // an empty inner sum
+    expect(cat([e, zeros([2, 1], { dtype: "float64" })], 1).shape).toEqual([2, 1]);
+  });
+
   it("crossEntropy ignores -100 targets and averages over the kept ones", () => {
     // row 0: logits [0, 0], target 0 -> -log(1/2) = ln 2
     // row 1: logits [ln 3, 0], softmax [3/4, 1/4], target 1 -> -log(1/4) = 2 ln 2

@@ -27,6 +27,7 @@ export function gelu(x: Tensor, approximate: "none" | "tanh" = "none"): Tensor {
 /** exp(x) / sum(exp(x)) along dim; NOTE: the (detached) max is subtracted first so exp cannot overflow. */
 export function softmax(x: Tensor, dim: number): Tensor {
   const d = normalizeDim("softmax", dim, x.ndim);
+  if (x.shape[d] === 0) return x; // nothing to normalise (the max below has no elements to reduce)
   const e = x.sub(x.max(d, true).detach()).exp();
   return e.div(e.sum(d, true));
 }
@@ -34,6 +35,7 @@ export function softmax(x: Tensor, dim: number): Tensor {
 /** x - logsumexp(x) along dim, computed stably. */
 export function logSoftmax(x: Tensor, dim: number): Tensor {
   const d = normalizeDim("logSoftmax", dim, x.ndim);
+  if (x.shape[d] === 0) return x;
   const shifted = x.sub(x.max(d, true).detach());
   return shifted.sub(shifted.exp().sum(d, true).log());
 }

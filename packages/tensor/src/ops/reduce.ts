@@ -62,6 +62,7 @@ export function argmin(x: Tensor, dim?: number, keepdim = false): Tensor {
 /** log(sum(exp(x))) over dim, stable: the max is subtracted first. */
 export function logsumexp(x: Tensor, dim: number | number[], keepdim = false): Tensor {
   const dims = normalizeDims("logsumexp", dim, x.ndim);
+  if (dims.some((d) => x.shape[d] === 0)) return sum(x, dims, keepdim).log(); // log(0) = -inf, as torch
   // NOTE: the shift is detached: it cancels out exactly, so it needs no gradient. An all -inf row keeps
   // shift 0 so the result is -inf rather than NaN.
   const m = max(x, dims, true).detach();
