@@ -1,5 +1,8 @@
 #!/usr/bin/env node
-// The tsgrad command line (the sft command is added with the trainer).
+// The tsgrad executable: `tsgrad sft --model_name_or_path DIR --dataset_name DATA [flags]`.
 
-console.error("tsgrad: no commands yet");
-process.exit(2);
+import { main } from "./cli/main.js";
+
+main(process.argv.slice(2)).then((code) => {
+  process.exitCode = code;
+});
