@@ -7,5 +7,6 @@ export default defineConfig({
   clean: true,
   sourcemap: true,
   target: "node20",
+  shims: true,
   external: [/^@tsgrad\//, /^@huggingface\//, "yaml", "hyparquet", "cli-progress"],
 });
