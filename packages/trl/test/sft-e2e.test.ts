@@ -2,13 +2,13 @@
 // reloads onto a fresh base and reproduces the trained model's logits.
 
 import { existsSync } from "node:fs";
-import { readFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { AutoModelForCausalLM, isQuantizedLinear } from "@tsgrad/nn";
 import { LoraConfig, PeftModel, PromptTuningConfig } from "@tsgrad/peft";
-import { noGrad } from "@tsgrad/tensor";
+import { noGrad, tensor } from "@tsgrad/tensor";
 import { describe, expect, it } from "vitest";
-import { getPeftConfig, getQuantizationConfig, ModelConfig, SFTTrainer } from "../src/index.js";
+import { dftLoss, getPeftConfig, getQuantizationConfig, ModelConfig, SFTTrainer } from "../src/index.js";
 import { makeModel, makeTokenizer, TEXT_ROWS, withTempDir, writeModelDir } from "./helpers.js";
 
 const probe = { input_ids: [[20, 8, 5, 0, 19, 11, 25]], attention_mask: [[1, 1, 1, 1, 1, 1, 1]] };
@@ -121,6 +121,59 @@ describe("QLoRA", () => {
       const reloaded = await PeftModel.fromPretrained(base, join(dir, "out"));
       reloaded.eval();
       expect([...noGrad(() => reloaded.forward(probe).logits).dataSync()]).toEqual([...trained]);
+    });
+  });
+});
+
+describe("SFT options", () => {
+  it("dft loss: -p log p of each target over the item count (hand-derived)", () => {
+    // Two positions with uniform logits over V = 2: p = 1/2 for the one target, so the loss is ln2 / 2 / 1.
+    const logits = tensor([
+      [
+        [0, 0],
+        [0, 0],
+      ],
+    ]);
+    const loss = dftLoss(logits, tensor([[-100, 1]], { dtype: "int32" }), 1).itemSync();
+    expect(loss).toBeCloseTo(Math.log(2) / 2, 6);
+  });
+
+  it("packs with bfd and trains with the dft loss and a chat template file", async () => {
+    await withTempDir(async (dir) => {
+      const template = join(dir, "t.jinja");
+      await writeFile(template, "{% for m in messages %}{{ m.role }}: {{ m.content }}<|im_end|>{% endfor %}");
+      const trainer = new SFTTrainer({
+        model: makeModel(1),
+        args: {
+          output_dir: dir,
+          max_steps: 2,
+          packing: true,
+          max_length: 64,
+          loss_type: "dft",
+          chat_template_path: template,
+          disable_tqdm: true,
+        },
+        train_dataset: [
+          {
+            messages: [
+              { role: "user", content: "hi" },
+              { role: "assistant", content: "yo" },
+            ],
+          },
+          {
+            messages: [
+              { role: "user", content: "a" },
+              { role: "assistant", content: "b" },
+            ],
+          },
+        ],
+        peft_config: new LoraConfig({ r: 2 }),
+        processing_class: makeTokenizer(),
+      });
+      await trainer.train();
+      expect(trainer.trainDataset).toHaveLength(1);
+      expect(trainer.trainDataset[0]!.seq_lengths).toEqual([23, 21]); // "user: hi<|im_end|>assistant: yo<|im_end|>" is 23 tokens
+      expect(trainer.state!.global_step).toBe(2);
     });
   });
 });

@@ -38,6 +38,9 @@ export interface PreparedDataset {
   dropped: number;
 }
 
+const startsWith = (a: readonly number[], prefix: readonly number[]) =>
+  prefix.length <= a.length && prefix.every((v, i) => a[i] === v);
+
 function chatOptions(row: Row, template: string | null | undefined, where: string): ChatTemplateOptions {
   const opts: ChatTemplateOptions = {};
   if (template) opts.chat_template = template;
@@ -62,7 +65,13 @@ function tokenizeRow(
   o: PrepareOptions,
   eos: string,
   where: string,
-): { ids: number[]; completion?: number[]; assistant?: number[]; labels?: number[] } {
+): {
+  ids: number[];
+  completion?: number[];
+  assistant?: number[];
+  labels?: number[];
+  prefixMismatch?: boolean;
+} {
   const tok = o.tokenizer;
   const withEos = (s: string) => (s.endsWith(eos) ? s : s + eos);
   const chat = (msgs: ChatMessage[], extra: ChatTemplateOptions = {}) =>
@@ -89,7 +98,11 @@ function tokenizeRow(
       const completion = stringColumn(row, "completion", where);
       const promptIds = tok.encode(prompt);
       const ids = tok.encode(withEos(prompt + completion));
-      return { ids, completion: completionMask(promptIds.length, ids) };
+      return {
+        ids,
+        completion: completionMask(promptIds.length, ids),
+        prefixMismatch: !startsWith(ids, promptIds),
+      };
     }
     case "conversational": {
       const msgs = messagesColumn(row, "messages", where);
@@ -119,7 +132,11 @@ function tokenizeRow(
         return { ids, assistant: mask, completion: completionMask(promptIds.length, ids) };
       }
       const ids = chat(full);
-      return { ids, completion: completionMask(promptIds.length, ids) };
+      return {
+        ids,
+        completion: completionMask(promptIds.length, ids),
+        prefixMismatch: !startsWith(ids, promptIds),
+      };
     }
   }
 }
@@ -153,6 +170,7 @@ export function prepareSFTDataset(
     );
   const examples: TokenizedExample[] = [];
   let dropped = 0;
+  let mismatched = 0;
   rows.forEach((raw, i) => {
     const where = `${source} row ${i}`;
     if (raw === null || typeof raw !== "object" || Array.isArray(raw))
@@ -161,6 +179,7 @@ export function prepareSFTDataset(
       );
     const row = sharegpt ? fromShareGpt(raw, where) : raw;
     const t = tokenizeRow(row, format, o, eos ?? "", where);
+    if (t.prefixMismatch) mismatched++;
     if (o.assistant_only_loss && t.assistant && !t.assistant.includes(1))
       throw new Error(
         `${where}: assistant_only_loss is on but the conversation has no assistant tokens to train on`,
@@ -185,6 +204,10 @@ export function prepareSFTDataset(
     }
     examples.push({ input_ids: ids, labels });
   });
+  if (mismatched > 0)
+    console.warn(
+      `${source}: in ${mismatched} example(s) the tokens of prompt + completion do not start with the prompt's own tokens (a merge across the boundary); the completion mask may be off by a token`,
+    );
   if (examples.length === 0)
     throw new Error(
       `${source}: no example has any label left to train on (after masking and truncation to max_length ${o.max_length})`,
