@@ -3,6 +3,7 @@
 
 import {
   type Backend,
+  cat,
   cpuKernels,
   createCpuBackend,
   crossEntropy,
@@ -17,9 +18,10 @@ import {
 } from "@tsgrad/tensor";
 import { afterEach, describe, expect, it, vi } from "vitest";
 
-// NOTE: `contiguous` stays: cat and narrow's gradient write into windows of an existing storage, which the
-// Backend interface can only do through that kernel (there is no CPU fallback for a partial write).
+// `contiguous` is missing too: cat and narrow's gradient, which write into windows of a fresh output with
+// it, then assemble that output on the CPU.
 const MISSING: OpName[] = [
+  "contiguous",
   "exp",
   "log",
   "matmul",
@@ -48,7 +50,11 @@ function step(): { loss: number; grads: number[][]; device: string } {
   const target = tensor([0, 4, 2], { dtype: "int32" });
   const ce = crossEntropy(logits, target); // gather, where, max, sum
   const rows = logits.indexSelect(0, tensor([2, 0], { dtype: "int32" })).sum(); // indexSelect
-  const loss = ce.add(rows.mul(0.01).to("float32").to("float64"));
+  // cat, narrow (whose gradient pads with the copy kernel) and a transposed copy
+  const joined = cat([x.narrow(1, 1, 2), w.transpose(0, 1).contiguous().narrow(0, 0, 3)], 1)
+    .tanh()
+    .sum();
+  const loss = ce.add(rows.mul(0.01).to("float32").to("float64")).add(joined);
   loss.backward();
   return {
     loss: loss.itemSync(),
@@ -96,6 +102,13 @@ describe("a backend without some kernels falls back to the CPU", () => {
     expect(partial.liveBytes() - partialBefore).toBe(64 * 8); // just the result
     y.dispose();
     expect(partial.liveBytes()).toBe(partialBefore);
+    // cat assembles its output on the CPU when the backend has no contiguous kernel
+    const z = cat([x, x.narrow(0, 0, 8)]);
+    expect(z.device).toBe("partial-b");
+    const xs = [...x.dataSync()];
+    expect([...z.dataSync()]).toEqual([...xs, ...xs.slice(0, 8)]);
+    expect(cpu.liveBytes()).toBe(cpuBefore);
+    expect(partial.liveBytes() - partialBefore).toBe(72 * 8);
   });
 
   it("frees everything when the CPU kernel throws", () => {

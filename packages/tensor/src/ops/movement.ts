@@ -3,7 +3,9 @@
 
 import { noGrad } from "../autograd/grad-mode.js";
 import type { View } from "../backend/backend.js";
+import { getCpuBackend } from "../backend/registry.js";
 import { promoteTypes } from "../dtype.js";
+import { StorageRef } from "../memory.js";
 import {
   checkShape,
   contiguousStrides,
@@ -172,13 +174,41 @@ export function slice(x: Tensor, dim: number, start = 0, end?: number): Tensor {
 /** Writes src into a strided window of dst (same shape) with the backend's copy kernel. */
 function copyInto(src: Tensor, dst: Tensor, window: { shape: readonly number[]; offset: number }): void {
   const kernel = dst.backend.kernels.contiguous;
-  if (!kernel) throw new Error(`cat: backend "${dst.device}" has no contiguous kernel, which cat needs`);
+  if (!kernel) {
+    copyIntoOnCpu(src, dst, window);
+    return;
+  }
   const out: View = {
     storage: dst._view.storage,
     layout: { shape: window.shape, strides: dst.strides, offset: window.offset },
     dtype: dst.dtype,
   };
   kernel([src._view] as InputViews<"contiguous">, {}, out);
+}
+
+/**
+ * copyInto for a backend without a contiguous kernel: the copy runs on the CPU and dst takes a new storage
+ * holding the result. dst is always a fresh output of cat or padNarrow, so nothing else shares its storage.
+ */
+function copyIntoOnCpu(src: Tensor, dst: Tensor, window: { shape: readonly number[]; offset: number }): void {
+  const backend = dst.backend;
+  const read = backend.readSync;
+  if (!read) {
+    throw new Error(
+      `cat: backend "${dst.device}" has no contiguous kernel and cannot read synchronously to fall back to the CPU`,
+    );
+  }
+  const cpu = getCpuBackend();
+  const whole = fromTypedArray(read.call(backend, dst._view), dst.shape, dst.dtype, cpu);
+  const piece = fromTypedArray(read.call(backend, src._view), src.shape, src.dtype, cpu);
+  copyInto(piece, whole, window);
+  const ref = new StorageRef(backend, backend.fromArray(whole.dataSync(), dst.dtype));
+  whole.dispose();
+  piece.dispose();
+  const old = dst._store;
+  ref.retain();
+  dst._store = ref;
+  old.release();
 }
 
 /** The gradient of narrow: dy placed at [start, start + length) of a zero tensor of size `size` along dim. */
