@@ -13,6 +13,8 @@ import {
   Linear,
   Linear4bit,
   Linear8bitLt,
+  LlamaConfig,
+  LlamaForCausalLM,
   Module,
   openSafetensors,
   Qwen2Config,
@@ -108,6 +110,28 @@ describe("fromPretrained with quantization_config", () => {
       bnb_4bit_use_double_quant: true,
       quant_method: "bitsandbytes",
     });
+  });
+
+  it("the layer-by-layer build gives the same module tree as quantizing a built model (Qwen2 and Llama)", async () => {
+    const llamaCfg = { ...TINY, num_attention_heads: 4, attention_bias: true, mlp_bias: true };
+    manualSeed(12);
+    const llama = new LlamaForCausalLM(new LlamaConfig(llamaCfg));
+    const llamaDir = join(tmp, "llama");
+    await llama.savePretrained(llamaDir);
+    for (const [dir, build] of [
+      [floatDir, () => new Qwen2ForCausalLM(new Qwen2Config(TINY))],
+      [llamaDir, () => new LlamaForCausalLM(new LlamaConfig(llamaCfg))],
+    ] as const) {
+      const loaded = await AutoModelForCausalLM.fromPretrained(dir, { quantization_config: NF4_DQ });
+      const built = quantizeModel(build(), NF4_DQ);
+      expect(kinds(loaded)).toEqual(kinds(built));
+      const shapes = (m: Module) => [...m.namedParameters()].map(([k, p]) => `${k} ${p.shape.join("x")}`);
+      expect(shapes(loaded)).toEqual(shapes(built));
+      expect(loaded.config.num_hidden_layers).toBe(2);
+      expect(loaded.model.layers.length).toBe(2);
+    }
+    const ql = await AutoModelForCausalLM.fromPretrained(llamaDir, { quantization_config: NF4_DQ });
+    expect(maxAbs(logits(ql), logits(llama))).toBeLessThan(0.05);
   });
 
   it("llm_int8_skip_modules keeps the named modules in full precision", async () => {

@@ -2,7 +2,7 @@
 
 import type { DType } from "@tsgrad/tensor";
 import { BitsAndBytesConfig, type BitsAndBytesConfigFields } from "../quant/config.js";
-import { loadQuantizedWeights } from "../quant/model.js";
+import { buildForQuantizedLoad, loadQuantizedWeights } from "../quant/model.js";
 import type { CausalLM } from "./causal-lm.js";
 import { LlamaConfig, LlamaForCausalLM } from "./llama.js";
 import { CONFIG_FILE, loadWeights, readConfigJson, readGenerationConfig } from "./pretrained.js";
@@ -41,16 +41,20 @@ export const AutoModelForCausalLM = {
         `fromPretrained: ${dir}/${CONFIG_FILE}: model_type ${JSON.stringify(type)} is not supported; expected one of ${Object.keys(MODELS).join(", ")}`,
       );
     }
-    const model = make(config, options.dtype ?? "float32");
+    const stored = config.quantization_config as BitsAndBytesConfigFields | undefined;
+    const quant = options.quantization_config ?? stored;
+    const qcfg =
+      quant === undefined || quant instanceof BitsAndBytesConfig ? quant : new BitsAndBytesConfig(quant);
+    const dtype = options.dtype ?? "float32";
+    // A quantized load builds the decoder layer by layer, so the float32 model is never allocated whole.
+    const model = qcfg?.quantized
+      ? buildForQuantizedLoad((c) => make(c, dtype), config, qcfg, dtype)
+      : make(config, dtype);
     const tied = model.lm_head === null;
     const loadOptions = {
       strict: options.strict ?? true,
       ignore: (k: string) => (tied && k === "lm_head.weight") || k.endsWith(".rotary_emb.inv_freq"),
     };
-    const stored = config.quantization_config as BitsAndBytesConfigFields | undefined;
-    const quant = options.quantization_config ?? stored;
-    const qcfg =
-      quant === undefined || quant instanceof BitsAndBytesConfig ? quant : new BitsAndBytesConfig(quant);
     if (qcfg?.quantized) await loadQuantizedWeights(model, dir, qcfg, loadOptions);
     else await loadWeights(model, dir, loadOptions);
     model.generationConfig = await readGenerationConfig(dir);

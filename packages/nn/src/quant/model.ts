@@ -2,10 +2,13 @@
 // llm_int8_skip_modules; embeddings, norms and lm_head stay in full precision), in place on a built model or
 // while its checkpoint is read, one weight at a time, so the float32 model is never held whole.
 
-import type { Tensor } from "@tsgrad/tensor";
-import { openSafetensors } from "../io/safetensors.js";
+import { bfloat16BitsToFloat32, type DType, float16BitsToFloat32, type Tensor } from "@tsgrad/tensor";
+import { openSafetensors, type SafetensorsReader } from "../io/safetensors.js";
+import { DecoderLayer } from "../layers/decoder-layer.js";
 import { Linear } from "../layers/linear.js";
-import type { Module } from "../module.js";
+import type { CausalLM } from "../models/causal-lm.js";
+import type { ResolvedDecoderConfig } from "../models/config.js";
+import { Module } from "../module.js";
 import { BitsAndBytesConfig, type BitsAndBytesConfigFields } from "./config.js";
 import type { QuantSourceDType } from "./functional.js";
 import { Linear4bit } from "./linear4bit.js";
@@ -22,12 +25,75 @@ function asConfig(c: BitsAndBytesConfig | BitsAndBytesConfigFields): BitsAndByte
   return c instanceof BitsAndBytesConfig ? c : new BitsAndBytesConfig(c);
 }
 
+/**
+ * Stands in for a Linear that loadQuantizedWeights will replace by its quantized form: the shape and
+ * whether there is a bias, no weight data. Never left in a loaded model.
+ */
+export class PendingLinear extends Module {
+  constructor(
+    readonly inFeatures: number,
+    readonly outFeatures: number,
+    readonly hasBias: boolean,
+  ) {
+    super();
+  }
+  forward(): Tensor {
+    throw new Error("PendingLinear: this layer was never loaded");
+  }
+}
+
+/**
+ * Builds a causal LM for a quantized load without ever holding all of its float32 weights: the model is
+ * made with no decoder layers, then each layer is made (zero-filled) and its quantization targets are
+ * swapped for PendingLinear placeholders at once, so at most one layer's float weights exist.
+ */
+export function buildForQuantizedLoad(
+  make: (config: Record<string, unknown>) => CausalLM,
+  config: Record<string, unknown>,
+  quantization: BitsAndBytesConfig | BitsAndBytesConfigFields,
+  dtype: DType = "float32",
+): CausalLM {
+  const cfg = asConfig(quantization);
+  const L = config.num_hidden_layers;
+  if (typeof L !== "number" || !Number.isInteger(L) || L < 0)
+    throw new Error(`fromPretrained: num_hidden_layers ${JSON.stringify(L)} is not a non-negative integer`);
+  const model = make({ ...config, num_hidden_layers: 0 });
+  // NOTE: mirrors DecoderModel's constructor; the quant-model test checks the trees stay identical.
+  const r = (model as unknown as { _r: ResolvedDecoderConfig })._r;
+  for (let i = 0; i < L; i++) {
+    const layer = new DecoderLayer({
+      dtype,
+      init: "zeros",
+      hiddenSize: r.H,
+      numHeads: r.nH,
+      numKvHeads: r.nKV,
+      headDim: r.D,
+      qkvBias: r.qkvBias,
+      oBias: r.oBias,
+      dropout: r.attentionDropout,
+      intermediateSize: r.I,
+      rmsNormEps: r.eps,
+      mlpBias: r.mlpBias,
+    });
+    for (const [path, m] of [...layer.namedModules()]) {
+      if (!(m instanceof Linear) || cfg.skips(`model.layers.${i}.${path}`)) continue;
+      layer.setSubmodule(path, new PendingLinear(m.inFeatures, m.outFeatures, m.bias !== null));
+      m.weight.dispose();
+      m.bias?.dispose();
+    }
+    model.model.layers.push(layer);
+  }
+  r.layers = L;
+  (model.config as unknown as Record<string, unknown>).num_hidden_layers = L;
+  return model;
+}
+
 /** Paths of the decoder-layer modules (model.layers.N.*) that are not Module containers, skip list applied. */
 function decoderLeafPaths(model: Module, cfg: BitsAndBytesConfig): [string, Module][] {
   const out: [string, Module][] = [];
   for (const [path, m] of model.namedModules()) {
     if (!/^model\.layers\.\d+\./.test(path) || cfg.skips(path)) continue;
-    if (m instanceof Linear || isQuantizedLinear(m)) out.push([path, m]);
+    if (m instanceof Linear || m instanceof PendingLinear || isQuantizedLinear(m)) out.push([path, m]);
     else if ("inFeatures" in m && "outFeatures" in m) out.push([path, m]); // a Linear-like wrapper
   }
   return out;
@@ -95,6 +161,29 @@ function fmt(shape: readonly number[]): string {
   return `[${shape.join(", ")}]`;
 }
 
+/** A stored float tensor as one float32 array, decoded from the file's bytes with no tensor in between. */
+async function readFloat32(reader: SafetensorsReader, key: string): Promise<Float32Array> {
+  const { dtype } = reader.info(key);
+  const raw = await reader.raw(key);
+  const { buffer, byteOffset, byteLength } = raw;
+  switch (dtype) {
+    case "F32":
+      return byteOffset % 4 === 0
+        ? new Float32Array(buffer, byteOffset, byteLength / 4)
+        : new Float32Array(raw.slice().buffer);
+    case "BF16":
+      return bfloat16BitsToFloat32(new Uint16Array(raw.slice().buffer));
+    case "F16":
+      return float16BitsToFloat32(new Uint16Array(raw.slice().buffer));
+    case "F64":
+      return Float32Array.from(new Float64Array(raw.slice().buffer));
+    default:
+      throw new Error(
+        `fromPretrained: ${reader.path}: "${key}" is ${dtype}; a weight to quantize must be a float tensor`,
+      );
+  }
+}
+
 export interface LoadQuantizedOptions {
   strict?: boolean;
   ignore?: (key: string) => boolean;
@@ -113,19 +202,19 @@ export async function loadQuantizedWeights(
 ): Promise<void> {
   const cfg = asConfig(config);
   const { strict = true, ignore = () => false } = options;
-  const targets = new Map<string, Linear>();
+  const targets = new Map<string, Linear | PendingLinear>();
   for (const [path, m] of decoderLeafPaths(model, cfg)) {
-    if (!(m instanceof Linear))
+    if (!(m instanceof Linear || m instanceof PendingLinear))
       throw new TypeError(
         `fromPretrained: "${path}" is a ${m.constructor.name}; only Linear layers can be quantized`,
       );
     targets.set(path, m);
   }
-  // Free the placeholder weights of the layers to quantize before any tensor is read.
+  const hasBias = (m: Linear | PendingLinear) => (m instanceof Linear ? m.bias !== null : m.hasBias);
   const targetParams = new Set<string>();
   for (const [path, lin] of targets) {
     targetParams.add(`${path}.weight`);
-    if (lin.bias) targetParams.add(`${path}.bias`);
+    if (hasBias(lin)) targetParams.add(`${path}.bias`);
   }
   const reader = await openSafetensors(dir);
   try {
@@ -170,7 +259,7 @@ export async function loadQuantizedWeights(
         kinds.set(path, "float");
         check(w, [lin.outFeatures, lin.inFeatures]);
       }
-      if (lin.bias) check(`${path}.bias`, [lin.outFeatures]);
+      if (hasBias(lin)) check(`${path}.bias`, [lin.outFeatures]);
     }
     if (strict) {
       const unexpected = reader.keys().filter((k) => !consumed.has(k) && !ignore(k));
@@ -178,13 +267,15 @@ export async function loadQuantizedWeights(
     }
     if (problems.length > 0) throw new Error(`fromPretrained: ${reader.path}: ${problems.join("; ")}`);
 
+    // Free the zero-filled weights of the layers to quantize before any tensor is read.
     for (const lin of targets.values()) {
+      if (!(lin instanceof Linear)) continue;
       lin.weight.dispose();
       lin.bias?.dispose();
     }
     for (const [path, lin] of targets) {
       let bias: Tensor | null = null;
-      if (lin.bias) bias = await reader.tensor(`${path}.bias`, { dtype: "float32" });
+      if (hasBias(lin)) bias = await reader.tensor(`${path}.bias`, { dtype: "float32" });
       let q: QuantizedLinear;
       const kind = kinds.get(path)!;
       if (kind === "4bit") {
@@ -196,9 +287,7 @@ export async function loadQuantizedWeights(
       } else if (kind === "8bit") {
         q = await readLinear8bit(reader, path, bias, cfg.llm_int8_threshold);
       } else {
-        const key = `${path}.weight`;
-        const t = await reader.tensor(key, { dtype: "float32" });
-        const values = t.dataSync();
+        const values = await readFloat32(reader, `${path}.weight`);
         const shape: [number, number] = [lin.outFeatures, lin.inFeatures];
         q = cfg.load_in_8bit
           ? Linear8bitLt.fromWeight(values, shape, bias, cfg.llm_int8_threshold)
@@ -209,7 +298,6 @@ export async function loadQuantizedWeights(
               quantStorage: cfg.bnb_4bit_quant_storage,
               dtype: "float32",
             });
-        t.dispose();
       }
       bias?.dispose();
       model.setSubmodule(path, q);
