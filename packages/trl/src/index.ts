@@ -1,6 +1,9 @@
 // @tsgrad/trl: the SFT trainer, its configs (TRL's field names and defaults), dataset loading and
 // preparation, and the tsgrad CLI.
 
+export { CliError, helpText, type ParsedArgs, parseCli, type SpecGroup } from "./cli/args.js";
+export { main as runCli } from "./cli/main.js";
+export { runSft, SFT_GROUPS, SFT_USAGE } from "./cli/sft.js";
 export {
   buildFields,
   ConfigFieldError,

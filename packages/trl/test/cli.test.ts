@@ -7,7 +7,7 @@ import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { main } from "../src/cli/main.js";
-import { MODEL_CONFIG_SPEC, SCRIPT_ARGS_SPEC, SFT_CONFIG_SPEC } from "../src/index.js";
+import { MODEL_CONFIG_SPEC, parseCli, SCRIPT_ARGS_SPEC, SFT_CONFIG_SPEC, SFT_GROUPS } from "../src/index.js";
 import { PC_ROWS, TEXT_ROWS, withTempDir, writeModelDir } from "./helpers.js";
 
 let out: string[];
@@ -270,5 +270,37 @@ describe("tsgrad sft bad input", () => {
   it("an unknown command", async () => {
     expect(await main(["dpo"])).toBe(2);
     expect(err.join("")).toMatch(/unknown command "dpo"; expected one of sft/);
+  });
+});
+
+describe("parseCli", () => {
+  it("reads bools, negations, lists, dashes, = values and None", () => {
+    const { values } = parseCli(
+      [
+        "--use_peft",
+        "--no_gradient_checkpointing",
+        "--lora-target-modules",
+        "all-linear",
+        "--lora_dropout=0.1",
+        "--max_length",
+        "None",
+        "--packing",
+        "false",
+      ],
+      SFT_GROUPS,
+    );
+    expect(values).toEqual({
+      use_peft: true,
+      gradient_checkpointing: false,
+      lora_target_modules: ["all-linear"],
+      lora_dropout: 0.1,
+      max_length: null,
+      packing: false,
+    });
+    expect(() => parseCli(["--lora_r", "1", "2"], SFT_GROUPS)).toThrow(
+      /--lora_r expects one value, got 2: 1 2/,
+    );
+    expect(() => parseCli(["--lora_target_modules"], SFT_GROUPS)).toThrow(/expects one or more values/);
+    expect(() => parseCli(["q_proj"], SFT_GROUPS)).toThrow(/unexpected argument "q_proj"/);
   });
 });

@@ -20,24 +20,24 @@ export type Spec = Record<string, Field<unknown>>;
 export type FieldsOf<S extends Spec> = { -readonly [K in keyof S]: S[K] extends Field<infer T> ? T : never };
 
 const field =
-  <T>(kind: FieldKind) =>
+  <T>(kind: FieldKind, nullable = false) =>
   (def: T, help: string, extra: Partial<Field<T>> = {}): Field<T> => ({
     kind,
     default: def,
     help,
     ...extra,
-    nullable: extra.nullable ?? def === null,
+    nullable: extra.nullable ?? (nullable || def === null),
   });
 
 export const f = {
   int: field<number>("int"),
-  intOrNull: field<number | null>("int"),
+  intOrNull: field<number | null>("int", true),
   float: field<number>("float"),
-  floatOrNull: field<number | null>("float"),
+  floatOrNull: field<number | null>("float", true),
   bool: field<boolean>("bool"),
-  boolOrNull: field<boolean | null>("bool"),
+  boolOrNull: field<boolean | null>("bool", true),
   str: field<string>("str"),
-  strOrNull: field<string | null>("str"),
+  strOrNull: field<string | null>("str", true),
   choice: <T extends string>(def: T, choices: readonly T[], help: string): Field<T> => ({
     kind: "str",
     default: def,
