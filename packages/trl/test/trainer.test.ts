@@ -263,25 +263,24 @@ describe("evaluation and memory", () => {
     });
   });
 
-  it("live bytes stay flat across steps", async () => {
-    // NOTE: without activation checkpointing: nn's checkpoint() keeps each recomputed layer input's
-    // gradient (leaf.grad is kept), which grows memory by B x T x H floats per layer and step.
-    await withTempDir(async (dir) => {
-      const bytes: number[] = [];
-      const t = trainer(
-        dir,
-        {
-          per_device_train_batch_size: 2,
-          gradient_accumulation_steps: 2,
-          max_steps: 6,
-          gradient_checkpointing: false,
-        },
-        {
-          callbacks: [{ onStepEnd: () => void bytes.push(getBackend().liveBytes()) }],
-        },
-      );
-      await t.train();
-      expect(bytes[5]).toBe(bytes[2]);
-    });
-  });
+  it.each([false, true])(
+    "live bytes stay flat across steps (gradient_checkpointing %s)",
+    async (gradient_checkpointing) => {
+      await withTempDir(async (dir) => {
+        const bytes: number[] = [];
+        const t = trainer(
+          dir,
+          {
+            per_device_train_batch_size: 2,
+            gradient_accumulation_steps: 2,
+            max_steps: 6,
+            gradient_checkpointing,
+          },
+          { callbacks: [{ onStepEnd: () => void bytes.push(getBackend().liveBytes()) }] },
+        );
+        await t.train();
+        expect(bytes[5]).toBe(bytes[2]);
+      });
+    },
+  );
 });

@@ -30,7 +30,12 @@ export function checkpoint(fn: (x: Tensor) => Tensor, x: Tensor, params: readonl
       } finally {
         setRngState(after);
       }
-      return [needs[0] ? (leaf.grad ?? input.mul(0)) : null, ...trainable.map(() => null)];
+      const g = leaf.grad;
+      // backward() keeps leaf gradients alive past tidy scopes; this one is an intermediate, so let the
+      // enclosing scope free it like any other gradient.
+      if (g) g._kept = false;
+      leaf.grad = null;
+      return [needs[0] ? (g ?? input.mul(0)) : null, ...trainable.map(() => null)];
     },
   });
   return op(x, ...trainable);
