@@ -41,9 +41,11 @@ import {
   arbShape,
   arbTensor,
   assertGradients,
+  expectAllClose,
   type GradcheckOptions,
   type ShapeOptions,
   type TensorOptions,
+  TOLERANCES,
 } from "@tsgrad/tensor/testing";
 import fc from "fast-check";
 import { beforeEach, describe, expect, it } from "vitest";
@@ -901,6 +903,46 @@ describe("broadcast gradients reduce to each input's shape", () => {
       );
     });
   }
+});
+
+// ---- float32 gradients agree with float64 ones ----
+
+describe("float32 autograd matches float64 autograd within the f32 tolerance", () => {
+  // A small MLP with every kind of rule on the path: matmul, gelu, layer-norm-like centring, softmax,
+  // maximum, indexing and crossEntropy. The float64 gradients are the reference.
+  const model = (x: Tensor, w1: Tensor, w2: Tensor) => {
+    const h = gelu(x.matmul(w1));
+    const centred = h.sub(h.mean(-1, true)).div(h.var(-1, { keepdim: true }).add(1e-5).sqrt());
+    // the maximum's kink sits at centred = 0.6, away from the all-equal rows (centred = 0) that edge-case
+    // inputs produce; float32 and float64 could fall on different sides of a kink at 0
+    const logits = centred.maximum(centred.mul(0.5).add(0.3)).matmul(w2);
+    const picked = logits
+      .indexSelect(1, int32([0, 2], [2]))
+      .softmax(-1)
+      .sum();
+    return crossEntropy(logits, int32([0, 1, 2, -100], [4]), { label_smoothing: 0.1 }).add(picked);
+  };
+  it("MLP gradients", () => {
+    fc.assert(
+      // avoidZero keeps float64 subnormals (which are 0 in float32) out of the inputs
+      fc.property(
+        fc.tuple(f64([4, 5], { avoidZero: 0.1 }), f64([5, 6], { avoidZero: 0.1 }), f64([6, 3])),
+        (ins) => {
+          const grads = (dtype: "float32" | "float64") => {
+            const leaves = ins.map((t) => t.to(dtype).detach().requiresGrad_());
+            model(leaves[0]!, leaves[1]!, leaves[2]!).backward();
+            return leaves.map((l) => {
+              expect(l.grad!.dtype).toBe(dtype);
+              return l.grad!.dataSync();
+            });
+          };
+          const [g32, g64] = [grads("float32"), grads("float64")];
+          for (const [i, g] of g32.entries()) expectAllClose(g, g64[i]!, TOLERANCES.f32);
+        },
+      ),
+      { numRuns: RUNS },
+    );
+  });
 });
 
 // ---- the helpers themselves ----
