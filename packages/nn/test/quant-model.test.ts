@@ -2,7 +2,7 @@
 // read, embeddings and lm_head full precision, skip list honoured), savePretrained in bitsandbytes' keys,
 // reloading without re-quantization, and clear errors for corrupted states and unquantizable layers.
 
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
@@ -10,6 +10,7 @@ import {
   BitsAndBytesConfig,
   type CausalLM,
   Embedding,
+  int8VectorwiseQuant,
   Linear,
   Linear4bit,
   Linear8bitLt,
@@ -232,6 +233,66 @@ describe("saving and reloading a 4-bit model", () => {
     await saveSafetensors(join(bad, "model.safetensors"), all, { metadata: { format: "pt" } });
     await expect(AutoModelForCausalLM.fromPretrained(bad)).rejects.toThrow(
       /corrupted 4-bit quant state: .*not UTF-8 JSON/,
+    );
+  });
+});
+
+/** A safetensors file from raw bytes (the writer has no I8), laid out in the given order. */
+function writeRawSafetensors(
+  path: string,
+  entries: { name: string; dtype: string; shape: number[]; bytes: Uint8Array }[],
+) {
+  const header: Record<string, unknown> = { __metadata__: { format: "pt" } };
+  let pos = 0;
+  for (const e of entries) {
+    header[e.name] = { dtype: e.dtype, shape: e.shape, data_offsets: [pos, pos + e.bytes.length] };
+    pos += e.bytes.length;
+  }
+  let h = JSON.stringify(header);
+  h += " ".repeat((8 - (h.length % 8)) % 8);
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(h.length));
+  writeFileSync(path, Buffer.concat([len, Buffer.from(h), ...entries.map((e) => Buffer.from(e.bytes))]));
+}
+
+describe("loading an LLM.int8 checkpoint (P.weight I8, P.SCB, P.weight_format)", () => {
+  it("takes the int8 weights as stored", async () => {
+    const dir = join(tmp, "int8");
+    mkdirSync(dir, { recursive: true });
+    const r = await openSafetensors(floatDir);
+    const entries: { name: string; dtype: string; shape: number[]; bytes: Uint8Array }[] = [];
+    const quantized = new Map<string, Int8Array>();
+    for (const k of r.keys()) {
+      const info = r.info(k);
+      const m = /^(model\.layers\.\d+\.(self_attn|mlp)\.\w+)\.weight$/.exec(k);
+      if (!m) {
+        entries.push({ name: k, dtype: info.dtype, shape: info.shape, bytes: await r.raw(k) });
+        continue;
+      }
+      const [O, I] = info.shape as [number, number];
+      const { CB, SCB } = int8VectorwiseQuant((await r.tensor(k)).dataSync(), O, I);
+      quantized.set(m[1]!, CB);
+      entries.push({ name: k, dtype: "I8", shape: [O, I], bytes: new Uint8Array(CB.buffer) });
+      entries.push({ name: `${m[1]}.SCB`, dtype: "F32", shape: [O], bytes: new Uint8Array(SCB.buffer) });
+      entries.push({ name: `${m[1]}.weight_format`, dtype: "U8", shape: [], bytes: Uint8Array.of(0) });
+    }
+    await r.close();
+    writeRawSafetensors(join(dir, "model.safetensors"), entries);
+    const cfg = JSON.parse(readFileSync(join(floatDir, "config.json"), "utf8"));
+    cfg.quantization_config = new BitsAndBytesConfig({ load_in_8bit: true }).toDict();
+    writeFileSync(join(dir, "config.json"), JSON.stringify(cfg));
+    const q = await AutoModelForCausalLM.fromPretrained(dir);
+    for (const [path, CB] of quantized) {
+      const layer = q.getSubmodule(path) as Linear8bitLt;
+      expect(layer).toBeInstanceOf(Linear8bitLt);
+      expect(Array.from(layer._CB)).toEqual(Array.from(CB));
+    }
+    const direct = await AutoModelForCausalLM.fromPretrained(floatDir, {
+      quantization_config: { load_in_8bit: true },
+    });
+    expect(maxAbs(logits(q), logits(direct))).toBe(0);
+    await expect(q.savePretrained(join(tmp, "int8-save"))).rejects.toThrow(
+      /8-bit \(LLM\.int8\) layer, which cannot be saved/,
     );
   });
 });

@@ -158,9 +158,14 @@ export function parseQuantStateJson(
   return { quantType: qt, blocksize: bs, dtype, shape: shape as number[], nested };
 }
 
+/** The data of a just-read tensor (which is then freed), checking its dtype. */
 function typed<T>(t: Tensor, dtype: string, where: string, key: string): T {
-  if (t.dtype !== dtype) badState(where, `"${key}" has dtype ${t.dtype}, expected ${dtype}`);
-  return t.dataSync() as T;
+  try {
+    if (t.dtype !== dtype) badState(where, `"${key}" has dtype ${t.dtype}, expected ${dtype}`);
+    return t.dataSync() as T;
+  } finally {
+    t.dispose();
+  }
 }
 
 /** Builds a Linear4bit from the serialized keys at `path` (no re-quantization). */
@@ -181,8 +186,9 @@ export async function readLinear4bit(
   const missing = need.filter((k) => !reader.has(k));
   if (missing.length > 0) badState(where, `missing tensors ${missing.join(", ")}`);
   const read = async (k: string) => reader.tensor(k);
-  const packedT = await read(p);
-  const packed = typed<Uint8Array>(packedT, "uint8", where, p);
+  // The packed bytes, whatever dtype bnb_4bit_quant_storage stored them as (uint8 by default; bf16 or
+  // float32 views of the same bytes for FSDP): the raw bytes are the codes.
+  const packed = await reader.raw(p);
   const absmaxT = await read(`${p}.absmax`);
   const absmax = meta.nested
     ? typed<Uint8Array>(absmaxT, "uint8", where, `${p}.absmax`)
@@ -232,6 +238,11 @@ export async function readLinear8bit(
     );
   const raw = await reader.raw(`${path}.weight`);
   const CB = new Int8Array(raw.buffer, raw.byteOffset, raw.byteLength);
-  const SCB = (await reader.tensor(`${path}.SCB`, { dtype: "float32" })).dataSync() as Float32Array;
+  const SCB = typed<Float32Array>(
+    await reader.tensor(`${path}.SCB`, { dtype: "float32" }),
+    "float32",
+    where,
+    `${path}.SCB`,
+  );
   return new Linear8bitLt(CB, SCB, info.shape as [number, number], bias, threshold);
 }
