@@ -3,8 +3,18 @@
 
 import { setDefaultBackendFactory } from "./backend/registry.js";
 import { createCpuBackend } from "./backend-cpu/index.js";
+import { createWasmBackend, wasmSimdSupported } from "./backend-wasm/index.js";
 
-setDefaultBackendFactory(() => createCpuBackend());
+// The "cpu" device: the plain TypeScript kernels on ordinary typed arrays, with float32 matmul in WebAssembly
+// SIMD (over worker threads when large) wherever WebAssembly SIMD exists. TSGRAD_CPU_BACKEND=ts selects the
+// plain TypeScript backend, the reference every backend is tested against.
+setDefaultBackendFactory(() =>
+  wasmSimdSupported() &&
+  (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env
+    ?.TSGRAD_CPU_BACKEND !== "ts"
+    ? createWasmBackend({ name: "cpu", storage: "js" })
+    : createCpuBackend(),
+);
 
 export { type CustomOpSpec, defineOp } from "./autograd/custom-op.js";
 export { backward, type GradNode } from "./autograd/engine.js";

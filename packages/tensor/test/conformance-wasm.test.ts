@@ -1,5 +1,15 @@
-import { createWasmBackend, type View, wasmSimdSupported } from "@tsgrad/tensor";
-import { CONFORMANCE_OPS, runConformance } from "@tsgrad/tensor/testing";
+import {
+  cpuKernels,
+  createCpuBackend,
+  createWasmBackend,
+  getCpuBackend,
+  randn,
+  type View,
+  type WasmBackend,
+  wasmSimdSupported,
+  zeros,
+} from "@tsgrad/tensor";
+import { CONFORMANCE_OPS, expectAllClose, runConformance } from "@tsgrad/tensor/testing";
 import { describe, expect, it } from "vitest";
 
 describe("conformance: wasm backend", () => {
@@ -15,6 +25,11 @@ describe("conformance: wasm backend", () => {
       expect(report.cases[op]).toBeGreaterThan(0);
     });
   }
+
+  it("the default cpu device passes every op", async () => {
+    const report = await runConformance("cpu (default)", () => getCpuBackend());
+    expect(report.total).toBeGreaterThan(3000);
+  });
 
   it("matmul: every case through the WebAssembly kernel on one thread", async () => {
     const forced = createWasmBackend({ name: "wasm-forced", threads: 1, minMatmulWork: 0 });
@@ -34,6 +49,7 @@ describe("conformance: wasm backend", () => {
       minThreadedWork: 0,
     });
     expect(threaded.threads).toBe(2);
+    expect(await threaded.startThreads()).toBe(true);
     try {
       const report = await runConformance("wasm (2 threads)", () => threaded, { ops: ["matmul"] });
       expect(report.cases.matmul).toBeGreaterThan(100);
@@ -42,6 +58,39 @@ describe("conformance: wasm backend", () => {
     } finally {
       threaded.stopThreads();
     }
+  });
+
+  it("matmul: every case with ordinary typed-array storage (operands staged in and out)", async () => {
+    const js = createWasmBackend({ name: "wasm-js", storage: "js", minMatmulWork: 0, minThreadedWork: 8192 });
+    expect(await js.startThreads()).toBe(true);
+    try {
+      const report = await runConformance("wasm (js storage)", () => js, { ops: ["matmul", "add", "sum"] });
+      expect(report.cases.matmul).toBeGreaterThan(100);
+      expect(js.counters.matmulWasm).toBeGreaterThan(50);
+      expect(js.counters.matmulThreaded).toBeGreaterThan(10);
+    } finally {
+      js.stopThreads();
+    }
+  });
+
+  it("is the default cpu device: plain TS kernels on typed arrays, float32 matmul in WebAssembly", () => {
+    const cpu = getCpuBackend() as Partial<WasmBackend>;
+    expect(cpu.name).toBe("cpu");
+    expect(cpu.counters).toBeDefined();
+    const before = cpu.counters!.matmulWasm;
+    const a = randn([33, 65], { device: "cpu" });
+    const b = randn([65, 17], { device: "cpu" });
+    const c = a.matmul(b);
+    expect(cpu.counters!.matmulWasm).toBe(before + 1);
+    const want = createCpuBackend("reference");
+    const view = (t: typeof a): View => ({
+      storage: want.fromArray(t.dataSync(), "float32"),
+      dtype: "float32",
+      layout: { shape: t.shape, strides: [t.shape[1]!, 1], offset: 0 },
+    });
+    const out = view(zeros([33, 17]));
+    cpuKernels.matmul([view(a), view(b)], {}, out);
+    expectAllClose(c.dataSync(), want.readSync!(out), { atol: 1e-4, rtol: 1e-5 });
   });
 
   it("frees and reuses its memory", () => {

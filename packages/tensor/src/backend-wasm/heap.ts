@@ -47,14 +47,14 @@ export class Heap {
     return this.memory.buffer;
   }
 
-  /** A zero-filled block of at least `bytes` bytes; its byte address. */
-  alloc(bytes: number): number {
+  /** A block of at least `bytes` bytes, zero-filled unless `zero` is false; its byte address. */
+  alloc(bytes: number, zero = true): number {
     const size = sizeClass(bytes);
     this.used += size;
     const list = this.free.get(size);
     const reused = list?.pop();
     if (reused !== undefined) {
-      new Uint8Array(this.memory.buffer, reused, size).fill(0);
+      if (zero) new Uint8Array(this.memory.buffer, reused, size).fill(0);
       return reused;
     }
     const addr = this.top;

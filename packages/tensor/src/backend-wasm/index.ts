@@ -6,7 +6,7 @@
 import type { Backend, Storage, View } from "../backend/backend.js";
 import { registerBackend } from "../backend/registry.js";
 import { cpuKernels } from "../backend-cpu/index.js";
-import { rowMajor, stridedOffsets } from "../backend-cpu/storage.js";
+import { CpuStorage, dataOf, rowMajor, stridedOffsets } from "../backend-cpu/storage.js";
 import { bytesPerElement, type DType, type TypedArray, typedArrayFor } from "../dtype.js";
 import type { Kernel, KernelTable } from "../ops/signatures.js";
 import { gemmModuleBytes, MEMORY_LIMITS, MR, NR, WORKSPACE_BYTES } from "./gemm.js";
@@ -23,6 +23,7 @@ export class WasmStorage implements Storage {
     /** Byte address of the block; -1 once freed. */
     public addr: number,
     readonly bytes: number,
+    readonly heap: Heap,
   ) {
     this.backend = backend;
   }
@@ -40,6 +41,13 @@ export interface WasmBackendOptions {
   minMatmulWork?: number;
   /** Smallest total M N K split over threads. */
   minThreadedWork?: number;
+  /**
+   * Where tensors live. "wasm" (default): in the shared WebAssembly memory, so kernels read them in place;
+   * that memory is limited to 4 GiB and is reclaimed from tensors that are not disposed only when the
+   * garbage collector runs. "js": ordinary typed arrays, like the plain CPU backend; matmul copies the
+   * operands' spans in and the product out.
+   */
+  storage?: "wasm" | "js";
 }
 
 /** Defaults measured on the 2-core Zen 5 dev machine (see benchmarks/). */
@@ -92,9 +100,26 @@ function threadCount(requested: number | undefined, cores: number): number {
   return n;
 }
 
+/** [lowest, highest + 1) storage element a view touches (the view has no zero-size dim). */
+function span(v: View): [number, number] {
+  let hi = v.layout.offset;
+  let lo = v.layout.offset;
+  v.layout.shape.forEach((n, i) => {
+    const d = (n - 1) * v.layout.strides[i]!;
+    if (d > 0) hi += d;
+    else lo += d;
+  });
+  return [lo, hi + 1];
+}
+
 export interface WasmBackend extends Backend {
   /** Threads big kernels are split over (1: the calling thread only). */
   readonly threads: number;
+  /**
+   * Starts the worker threads now and resolves when they are ready (true) or could not start (false).
+   * Without it they start at the first large matmul, which runs on the calling thread meanwhile.
+   */
+  startThreads(): Promise<boolean>;
   /** Stops the worker threads; the backend keeps working on the calling thread. */
   stopThreads(): void;
   /** How many matmul calls ran where: the TypeScript kernel, the wasm kernel here, or split over threads. */
@@ -135,7 +160,12 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
     return pool;
   };
 
-  const allocStorage = (dtype: DType, size: number): WasmStorage => {
+  const jsStorage = options.storage === "js";
+  const allocStorage = (dtype: DType, size: number): Storage => {
+    if (jsStorage) {
+      live += size * bytesPerElement(dtype);
+      return new CpuStorage(dtype, typedArrayFor(dtype, size));
+    }
     const bytes = size * bytesPerElement(dtype);
     const addr = heap.alloc(bytes);
     const Ctor = typedArrayFor(dtype, 0).constructor as new (
@@ -143,7 +173,7 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
       o: number,
       n: number,
     ) => TypedArray;
-    const s = new WasmStorage(name, dtype, new Ctor(heap.buffer, addr, size), addr, bytes);
+    const s = new WasmStorage(name, dtype, new Ctor(heap.buffer, addr, size), addr, bytes, heap);
     finalizer.register(s, { addr, bytes }, s);
     live += bytes;
     return s;
@@ -160,15 +190,58 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
     let T = 1;
     for (let i = 0; i < r - 2; i++) T *= a.layout.shape[i]!;
     const flops = T * M * N * K;
-    if (
-      a.dtype !== "float32" ||
-      flops < minWork ||
-      !(sa instanceof WasmStorage && sb instanceof WasmStorage && out.storage instanceof WasmStorage)
-    ) {
+    if (a.dtype !== "float32" || flops < minWork) {
       counters.matmulTs++;
       cpuKernels.matmul(inputs, attrs, out);
       return;
     }
+    if (flops === 0) return; // the output is already zero
+    const so = out.storage;
+    if (
+      sa instanceof WasmStorage &&
+      sb instanceof WasmStorage &&
+      so instanceof WasmStorage &&
+      sa.heap === heap &&
+      sb.heap === heap &&
+      so.heap === heap
+    ) {
+      gemm(a, b, sa.addr, sb.addr, so.addr + out.layout.offset * 4, M, N, K, T);
+      return;
+    }
+    // Operands outside this memory: copy the spans the views cover in, keep their strides, copy C out.
+    const [aLo, aHi] = span(a);
+    const [bLo, bHi] = span(b);
+    const cBytes = 4 * T * M * N;
+    const aStage = heap.alloc(4 * (aHi - aLo), false);
+    const bStage = heap.alloc(4 * (bHi - bLo), false);
+    const cStage = heap.alloc(cBytes);
+    try {
+      const buf = heap.buffer;
+      new Float32Array(buf, aStage, aHi - aLo).set(dataOf(a).subarray(aLo, aHi));
+      new Float32Array(buf, bStage, bHi - bLo).set(dataOf(b).subarray(bLo, bHi));
+      gemm(a, b, aStage - 4 * aLo, bStage - 4 * bLo, cStage, M, N, K, T);
+      dataOf(out).set(new Float32Array(buf, cStage, T * M * N), out.layout.offset);
+    } finally {
+      heap.release(aStage, 4 * (aHi - aLo));
+      heap.release(bStage, 4 * (bHi - bLo));
+      heap.release(cStage, cBytes);
+    }
+  };
+
+  /** C (row-major at byte address cBase) += A B, with A and B addressed as `aAddr + 4 * element offset`. */
+  const gemm = (
+    a: View,
+    b: View,
+    aAddr: number,
+    bAddr: number,
+    cBase: number,
+    M: number,
+    N: number,
+    K: number,
+    T: number,
+  ): void => {
+    const r = a.layout.shape.length;
+    const flops = T * M * N * K;
     const aBatch = stridedOffsets(
       a.layout.shape.slice(0, -2),
       a.layout.strides.slice(0, -2),
@@ -184,9 +257,9 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
     const brs = b.layout.strides[r - 2]! * 4;
     const bcs = b.layout.strides[r - 1]! * 4;
     const ldc = N * 4;
-    const cBase = out.storage.addr + out.layout.offset * 4;
     if (work < 0) work = heap.alloc(WORKSPACE_BYTES);
-    const p = flops >= minThreaded ? getPool() : null;
+    const pool = flops >= minThreaded ? getPool() : null;
+    const p = pool?.ready ? pool : null; // until the workers are up, run here
     if (!p) {
       counters.matmulWasm++;
       for (let t = 0; t < T; t++)
@@ -194,10 +267,10 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
           M,
           N,
           K,
-          sa.addr + aBatch[t]! * 4,
+          aAddr + aBatch[t]! * 4,
           ars,
           acs,
-          sb.addr + bBatch[t]! * 4,
+          bAddr + bBatch[t]! * 4,
           brs,
           bcs,
           cBase + t * M * N * 4,
@@ -239,8 +312,8 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
       let count = 0;
       if (q.m1 > q.m0 && q.n1 > q.n0) {
         for (let t = q.t0; t < q.t1; t++, count++) {
-          tab[base + 3 * count] = sa.addr + aBatch[t]! * 4 + q.m0 * ars;
-          tab[base + 3 * count + 1] = sb.addr + bBatch[t]! * 4 + q.n0 * bcs;
+          tab[base + 3 * count] = aAddr + aBatch[t]! * 4 + q.m0 * ars;
+          tab[base + 3 * count + 1] = bAddr + bBatch[t]! * 4 + q.n0 * bcs;
           tab[base + 3 * count + 2] = cBase + t * M * N * 4 + q.m0 * ldc + q.n0 * 4;
         }
       }
@@ -267,10 +340,10 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
             q.m1 - q.m0,
             q.n1 - q.n0,
             K,
-            sa.addr + aBatch[t]! * 4 + q.m0 * ars,
+            aAddr + aBatch[t]! * 4 + q.m0 * ars,
             ars,
             acs,
-            sb.addr + bBatch[t]! * 4 + q.n0 * bcs,
+            bAddr + bBatch[t]! * 4 + q.n0 * bcs,
             brs,
             bcs,
             cBase + t * M * N * 4 + q.m0 * ldc + q.n0 * 4,
@@ -293,6 +366,10 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
     get threads() {
       return threads;
     },
+    async startThreads(): Promise<boolean> {
+      const p = getPool();
+      return p ? p.whenReady() : false;
+    },
     stopThreads(): void {
       pool?.stop();
       pool = null;
@@ -304,7 +381,7 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
       return allocStorage(dtype, size);
     },
     fromArray(data: TypedArray, dtype: DType): Storage {
-      const s = allocStorage(dtype, data.length);
+      const s = allocStorage(dtype, data.length) as CpuStorage | WasmStorage;
       s.data.set(data);
       return s;
     },
@@ -318,6 +395,11 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
       return Promise.resolve(this.readSync!(view));
     },
     free(storage: Storage): void {
+      if (storage instanceof CpuStorage) {
+        live -= storage.data.length * bytesPerElement(storage.dtype);
+        storage.data = typedArrayFor(storage.dtype, 0);
+        return;
+      }
       const s = storage as WasmStorage;
       if (s.addr < 0) return;
       finalizer.unregister(s);
@@ -336,6 +418,7 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
  */
 export async function initWasmBackend(options: WasmBackendOptions = {}): Promise<WasmBackend> {
   const backend = createWasmBackend(options);
+  await backend.startThreads();
   registerBackend(backend);
   return backend;
 }

@@ -15,9 +15,10 @@ const JOBS = 8;
 /** Per worker: [table address, call count, M, N, K, ars, acs, brs, bcs, ldc, work]. */
 export const JOB_WORDS = 11;
 
-// Runs inside each worker (CommonJS eval): instantiate, then serve jobs until QUIT.
+// Runs inside each worker, as a script or as a module (the worker inherits --input-type): instantiate,
+// then serve jobs until QUIT.
 const WORKER_SOURCE = `
-const { workerData } = require("node:worker_threads");
+const { workerData } = process.getBuiltinModule("node:worker_threads");
 const { module, memory, control, id } = workerData;
 const ctrl = new Int32Array(control);
 const sgemm = new WebAssembly.Instance(module, { env: { memory } }).exports.sgemm;
@@ -43,6 +44,7 @@ for (;;) {
 `;
 
 interface WorkerLike {
+  on(event: "error", listener: (e: unknown) => void): void;
   unref(): void;
   terminate(): Promise<number>;
 }
@@ -74,7 +76,10 @@ export class WorkerPool {
     this.ctrl = new Int32Array(new SharedArrayBuffer(4 * (JOBS + JOB_WORDS * size)));
   }
 
-  /** Starts `size` workers and waits (blocking) until each has instantiated the module. */
+  /**
+   * Starts `size` workers without waiting for them: a blocked caller could keep them from starting (ESM
+   * module evaluation does). Use the pool once `ready` is true, or await `whenReady()`.
+   */
   static start(Worker: WorkerCtor, module: object, memory: WasmMemory, size: number): WorkerPool {
     const pool = new WorkerPool(size);
     for (let id = 0; id < size; id++) {
@@ -82,18 +87,27 @@ export class WorkerPool {
         eval: true,
         workerData: { module, memory, control: pool.ctrl.buffer, id },
       });
+      w.on("error", () => {
+        pool.broken = true;
+      });
       w.unref();
       pool.workers.push(w);
     }
-    const deadline = Date.now() + 30_000;
-    for (let r = Atomics.load(pool.ctrl, READY); r < size; r = Atomics.load(pool.ctrl, READY)) {
-      if (Date.now() > deadline) {
-        pool.stop();
-        throw new Error(`wasm backend: only ${r} of ${size} worker threads started within 30 s`);
-      }
-      Atomics.wait(pool.ctrl, READY, r, 100);
-    }
     return pool;
+  }
+
+  private broken = false;
+
+  /** Every worker has instantiated the module and waits for jobs. */
+  get ready(): boolean {
+    return !this.broken && Atomics.load(this.ctrl, READY) === this.size;
+  }
+
+  /** Resolves once `ready` (false if a worker failed or 30 s passed). */
+  async whenReady(): Promise<boolean> {
+    const deadline = Date.now() + 30_000;
+    while (!this.ready && !this.broken && Date.now() < deadline) await new Promise((r) => setTimeout(r, 2));
+    return this.ready;
   }
 
   /** Runs `jobs[i]` on worker i while `own` runs here; returns when all are done. */
