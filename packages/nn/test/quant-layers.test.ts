@@ -173,15 +173,23 @@ describe("fused WebAssembly SIMD dequantize-and-matmul kernel", () => {
         y.mul(y).sum().backward();
         return { y, g: x.grad! };
       } finally {
-        Linear4bit.kernel = "auto";
+        Linear4bit.kernel = "chunked";
       }
     };
     const a = run("fused");
     const b = run("chunked");
     expect(maxRelDiff(a.y, b.y)).toBeLessThan(1e-5);
     expect(maxRelDiff(a.g, b.g)).toBeLessThan(1e-5);
+    expect(Linear4bit.kernel).toBe("chunked"); // the default
     // bfloat16 compute always takes the chunked path.
-    expect(Linear4bit.fromLinear(linear(8, 8), { computeDtype: "bfloat16" }).usesFusedKernel(1)).toBe(false);
+    Linear4bit.kernel = "fused";
+    try {
+      expect(Linear4bit.fromLinear(linear(8, 8), { computeDtype: "bfloat16" }).usesFusedKernel(1)).toBe(
+        false,
+      );
+    } finally {
+      Linear4bit.kernel = "chunked";
+    }
   });
 });
 

@@ -7,12 +7,13 @@ import {
   type CausalLM,
   Linear,
   Linear4bit,
+  type Linear4bitKernel,
   Qwen2Config,
   Qwen2ForCausalLM,
   quantizeModel,
 } from "@tsgrad/nn";
 import { manualSeed, noGrad, randn, type Tensor } from "@tsgrad/tensor";
-import { describe, expect, it, vi } from "vitest";
+import { describe, expect, it, onTestFinished, vi } from "vitest";
 import { LoraConfig } from "../src/config.js";
 import { LoraLinear } from "../src/lora/layer.js";
 import { getPeftModel, type PeftModel } from "../src/peft-model.js";
@@ -104,8 +105,17 @@ describe("QLoRA on a 4-bit base", () => {
     expect(q.packedWeight).toBeInstanceOf(Uint8Array);
   });
 
-  for (const use_dora of [false, true]) {
-    it(`${use_dora ? "DoRA" : "LoRA"} gradients equal those on the dequantized float model (within 1e-4)`, () => {
+  const variants: [boolean, Linear4bitKernel][] = [
+    [false, "chunked"],
+    [true, "chunked"],
+    [false, "fused"],
+  ];
+  for (const [use_dora, kernel] of variants) {
+    it(`${use_dora ? "DoRA" : "LoRA"} gradients equal those on the dequantized float model (within 1e-4, ${kernel} kernel)`, () => {
+      Linear4bit.kernel = kernel;
+      onTestFinished(() => {
+        Linear4bit.kernel = "chunked";
+      });
       const { quant, deq } = models(22);
       const cfg = () => new LoraConfig({ r: 4, lora_alpha: 8, target_modules: "all-linear", use_dora });
       const qp = getPeftModel(quant, cfg());

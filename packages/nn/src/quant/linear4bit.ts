@@ -2,7 +2,7 @@
 // codes plus block statistics and is frozen; forward dequantizes and multiplies (qmatmul4), and its backward
 // gives the input gradient dy W (and the bias gradient), recomputing W chunk by chunk instead of saving it.
 
-import { defineOp, getBackend, noGrad, type Tensor, tensor } from "@tsgrad/tensor";
+import { defineOp, noGrad, type Tensor, tensor } from "@tsgrad/tensor";
 import { Linear, type LinearLike } from "../layers/linear.js";
 import { Module } from "../module.js";
 import { Parameter } from "../parameter.js";
@@ -35,15 +35,16 @@ export interface Linear4bitOptions {
 }
 
 /**
- * Which matmul Linear4bit runs: "fused" = the WebAssembly SIMD dequantize-and-matmul kernel (float32 compute
- * only); "chunked" = rows of W dequantized a chunk at a time and multiplied with the backend's matmul;
- * "auto" = fused on the plain TypeScript CPU backend when it applies, else chunked.
+ * Which matmul Linear4bit runs: "chunked" (default) = rows of W dequantized up to 1 Mi values at a time and
+ * multiplied with the active backend's matmul; "fused" = the WebAssembly SIMD dequantize-and-matmul kernel,
+ * which holds one dequantized row at a time (float32 compute only; otherwise chunked). Training steps
+ * measured faster with "chunked" on both the cpu and the wasm backend (benchmarks/RESULTS-quant.md).
  */
-export type Linear4bitKernel = "auto" | "fused" | "chunked";
+export type Linear4bitKernel = "fused" | "chunked";
 
 export class Linear4bit extends Module implements LinearLike {
   /** The kernel every Linear4bit uses (see Linear4bitKernel). */
-  static kernel: Linear4bitKernel = "auto";
+  static kernel: Linear4bitKernel = "chunked";
 
   bias: Parameter | null;
   readonly inFeatures: number;
@@ -156,9 +157,7 @@ export class Linear4bit extends Module implements LinearLike {
 
   /** Whether forward/backward run the fused WebAssembly kernel for `rows` input rows. */
   usesFusedKernel(rows: number): boolean {
-    const k = Linear4bit.kernel;
-    if (k === "chunked" || this.computeDtype !== "float32") return false;
-    if (k === "auto" && getBackend().name !== "cpu") return false;
+    if (Linear4bit.kernel !== "fused" || this.computeDtype !== "float32") return false;
     return fusedQmatmulAvailable() && fusedQmatmulSupports(this._state, rows);
   }
 
