@@ -2,6 +2,9 @@
 // gradients equal those of the same adapters on the dequantized float model; merging dequantizes and
 // returns a full-precision model with a warning (trl-peft-spec 1.9, 2, 3.5, 11.1).
 
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import {
   AdamW,
   type CausalLM,
@@ -16,7 +19,8 @@ import { manualSeed, noGrad, randn, type Tensor } from "@tsgrad/tensor";
 import { describe, expect, it, onTestFinished, vi } from "vitest";
 import { LoraConfig } from "../src/config.js";
 import { LoraLinear } from "../src/lora/layer.js";
-import { getPeftModel, type PeftModel } from "../src/peft-model.js";
+import { getPeftModel, PeftModel } from "../src/peft-model.js";
+import "../src/save-load.js";
 
 const TINY = {
   vocab_size: 48,
@@ -147,6 +151,48 @@ describe("QLoRA on a 4-bit base", () => {
       expect(checked).toBe(use_dora ? 42 : 28);
     });
   }
+
+  it("an adapter trained on a 4-bit base saves and loads back onto a fresh 4-bit base", async () => {
+    const { quant } = models(25);
+    const peft = getPeftModel(
+      quant,
+      new LoraConfig({ r: 4, lora_alpha: 8, target_modules: ["q_proj", "up_proj"] }),
+    );
+    noGrad(() => {
+      for (const [, p] of peft.trainableParameters()) p.assign(randn(p.shape).mul(0.1));
+    });
+    peft.eval();
+    const dir = await mkdtemp(join(tmpdir(), "tsgrad-qlora-"));
+    try {
+      await peft.savePretrained(dir);
+      const again = await PeftModel.fromPretrained(models(25).quant, dir);
+      again.eval();
+      const a = noGrad(() => peft.forward({ input_ids: IDS }).logits);
+      const b = noGrad(() => again.forward({ input_ids: IDS }).logits);
+      expect(maxAbs(a, b)).toBe(0);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("bfloat16 compute dtype trains too, close to float32 compute", () => {
+    const losses: number[] = [];
+    for (const dtype of ["float32", "bfloat16"] as const) {
+      manualSeed(26);
+      const float = new Qwen2ForCausalLM(new Qwen2Config(TINY));
+      const quant = quantizeModel(float, { ...NF4_DQ, bnb_4bit_compute_dtype: dtype });
+      const peft = getPeftModel(quant, new LoraConfig({ r: 4, lora_alpha: 8, target_modules: "all-linear" }));
+      const l = loss(peft);
+      l.backward();
+      for (const [, p] of peft.trainableParameters()) {
+        const g = p.grad!.dataSync();
+        expect(Array.from(g).every(Number.isFinite)).toBe(true);
+      }
+      losses.push(l.itemSync());
+    }
+    expect(losses[1]).not.toBe(losses[0]);
+    expect(Math.abs(losses[1]! - losses[0]!)).toBeLessThan(2e-2);
+  });
 
   it("mergeAndUnload dequantizes, merges, warns once and returns a full-precision model", () => {
     const { quant } = models(23);
