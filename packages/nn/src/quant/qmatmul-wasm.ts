@@ -94,8 +94,11 @@ interface Locals {
   g: number;
   i4: number;
   p: number;
+  n4: number;
+  rb: number;
   s: number; // f32
-  acc: number; // v128
+  acc: number[]; // v128 x 4
+  wv: number; // v128
 }
 
 /** wrow[j] = lut[q(o*I + j)] * absmax[(o*I + j) >> shift] for j < I. */
@@ -124,57 +127,76 @@ function funcBody(kind: "gemm" | "gemmT"): Code {
     g: next++,
     i4: next++,
     p: next++,
+    n4: next++,
+    rb: next++,
     s: next++,
-    acc: next++,
+    acc: [next++, next++, next++, next++],
+    wv: next++,
   };
   const locals: Code[] = [
-    [6, 0x7f],
+    [8, 0x7f],
     [1, 0x7d],
-    [1, 0x7b],
+    [5, 0x7b],
   ];
   const wj = (j: Code) => add(get(WROW), shl(j, i32(2)));
   const pj = (j: Code) => add(get(L.p), shl(j, i32(2)));
+  /** pointer to x[n + k, j] given p = &x[n, 0] and rb = I * 4 */
+  const pkj = (k: number, j: Code) => add(add(get(L.p), mul(get(L.rb), i32(k))), shl(j, i32(2)));
+  const hsum = (v: number) =>
+    fadd(fadd(fadd(vlane(get(v), 0), vlane(get(v), 1)), vlane(get(v), 2)), vlane(get(v), 3));
+  /** y[n + k, o] = hsum(acc[k]) + the scalar tail of row n + k */
+  const finishRow = (k: number): Code => [
+    ...set(L.s, hsum(L.acc[k]!)),
+    ...loop(
+      L.j,
+      get(L.i4),
+      get(I),
+      1,
+      set(L.s, fadd(get(L.s), fmul(fload(pkj(k, get(L.j))), fload(wj(get(L.j)))))),
+    ),
+    ...fstore(add(get(DST), shl(add(mul(add(get(L.n), i32(k)), get(O)), get(L.o)), i32(2))), get(L.s)),
+  ];
   let perRow: Code;
   if (kind === "gemm") {
-    // y[n, o] = sum_j x[n, j] * wrow[j]
-    perRow = loop(L.n, i32(0), get(N), 1, [
-      ...set(L.p, add(get(SRC), shl(mul(get(L.n), get(I)), i32(2)))),
-      ...set(L.acc, vzero()),
-      ...loop(
-        L.j,
-        i32(0),
-        get(L.i4),
-        4,
-        set(L.acc, vadd(get(L.acc), vmul(vload(pj(get(L.j))), vload(wj(get(L.j)))))),
-      ),
-      ...set(
-        L.s,
-        fadd(
-          fadd(fadd(vlane(get(L.acc), 0), vlane(get(L.acc), 1)), vlane(get(L.acc), 2)),
-          vlane(get(L.acc), 3),
+    // y[n, o] = sum_j x[n, j] * wrow[j]: four rows of x per pass share each load of wrow, then the rest.
+    const four = [0, 1, 2, 3];
+    perRow = [
+      ...loop(L.n, i32(0), get(L.n4), 4, [
+        ...set(L.p, add(get(SRC), mul(get(L.n), get(L.rb)))),
+        ...four.flatMap((k) => set(L.acc[k]!, vzero())),
+        ...loop(L.j, i32(0), get(L.i4), 4, [
+          ...set(L.wv, vload(wj(get(L.j)))),
+          ...four.flatMap((k) =>
+            set(L.acc[k]!, vadd(get(L.acc[k]!), vmul(vload(pkj(k, get(L.j))), get(L.wv)))),
+          ),
+        ]),
+        ...four.flatMap(finishRow),
+      ]),
+      ...loop(L.n, get(L.n4), get(N), 1, [
+        ...set(L.p, add(get(SRC), mul(get(L.n), get(L.rb)))),
+        ...set(L.acc[0]!, vzero()),
+        ...loop(
+          L.j,
+          i32(0),
+          get(L.i4),
+          4,
+          set(L.acc[0]!, vadd(get(L.acc[0]!), vmul(vload(pj(get(L.j))), vload(wj(get(L.j)))))),
         ),
-      ),
-      ...loop(
-        L.j,
-        get(L.i4),
-        get(I),
-        1,
-        set(L.s, fadd(get(L.s), fmul(fload(pj(get(L.j))), fload(wj(get(L.j)))))),
-      ),
-      ...fstore(add(get(DST), shl(add(mul(get(L.n), get(O)), get(L.o)), i32(2))), get(L.s)),
-    ]);
+        ...finishRow(0),
+      ]),
+    ];
   } else {
     // dx[n, :] += dy[n, o] * wrow
     perRow = loop(L.n, i32(0), get(N), 1, [
       ...set(L.p, add(get(DST), shl(mul(get(L.n), get(I)), i32(2)))),
       ...set(L.s, fload(add(get(SRC), shl(add(mul(get(L.n), get(O)), get(L.o)), i32(2))))),
-      ...set(L.acc, vsplat(get(L.s))),
+      ...set(L.acc[0]!, vsplat(get(L.s))),
       ...loop(
         L.j,
         i32(0),
         get(L.i4),
         4,
-        vstore(pj(get(L.j)), vadd(vload(pj(get(L.j))), vmul(get(L.acc), vload(wj(get(L.j)))))),
+        vstore(pj(get(L.j)), vadd(vload(pj(get(L.j))), vmul(get(L.acc[0]!), vload(wj(get(L.j)))))),
       ),
       ...loop(
         L.j,
@@ -187,6 +209,8 @@ function funcBody(kind: "gemm" | "gemmT"): Code {
   }
   const body = [
     ...set(L.i4, and(get(I), i32(-4))),
+    ...set(L.n4, and(get(N), i32(-4))),
+    ...set(L.rb, shl(get(I), i32(2))),
     ...loop(L.o, i32(0), get(O), 1, [...dequantRow(L), ...perRow]),
   ];
   const code = [...vec(locals), ...body, 0x0b];
