@@ -93,6 +93,36 @@ describe("conformance: wasm backend", () => {
     expectAllClose(c.dataSync(), want.readSync!(out), { atol: 1e-4, rtol: 1e-5 });
   });
 
+  it("matmul gives bit-identical results on one and on two threads (each element keeps its summation order)", async () => {
+    const one = createWasmBackend({ name: "wasm-one", threads: 1, minMatmulWork: 0 });
+    const two = createWasmBackend({ name: "wasm-two", threads: 2, minMatmulWork: 0, minThreadedWork: 0 });
+    expect(await two.startThreads()).toBe(true);
+    try {
+      for (const [T, M, K, N] of [
+        [1, 131, 300, 70],
+        [1, 5, 260, 301],
+        [3, 33, 17, 9],
+      ] as const) {
+        const a = Float32Array.from({ length: T * M * K }, (_, i) => Math.sin(i * 0.37));
+        const b = Float32Array.from({ length: T * K * N }, (_, i) => Math.cos(i * 0.11));
+        const run = (be: typeof one): Float32Array => {
+          const v = (data: Float32Array, shape: number[]): View => ({
+            storage: be.fromArray(data, "float32"),
+            dtype: "float32",
+            layout: { shape, strides: [shape[1]! * shape[2]!, shape[2]!, 1], offset: 0 },
+          });
+          const out = v(new Float32Array(T * M * N), [T, M, N]);
+          be.kernels.matmul!([v(a, [T, M, K]), v(b, [T, K, N])], {}, out);
+          return be.readSync!(out) as Float32Array;
+        };
+        expect(Array.from(run(two))).toEqual(Array.from(run(one)));
+      }
+      expect(two.counters.matmulThreaded).toBe(3);
+    } finally {
+      two.stopThreads();
+    }
+  });
+
   it("frees and reuses its memory", () => {
     const b = createWasmBackend({ name: "wasm-heap", threads: 1 });
     const s1 = b.alloc("float32", 1000);

@@ -11,7 +11,7 @@ import { bytesPerElement, type DType, type TypedArray, typedArrayFor } from "../
 import type { Kernel, KernelTable } from "../ops/signatures.js";
 import { gemmModuleBytes, MEMORY_LIMITS, MR, NR, WORKSPACE_BYTES } from "./gemm.js";
 import { Heap, type WasmApi, type WasmMemory, wasmApi } from "./heap.js";
-import { type GemmJob, WorkerPool } from "./threads.js";
+import { CHUNK_WORDS, WorkerPool } from "./threads.js";
 
 export class WasmStorage implements Storage {
   readonly backend: string;
@@ -37,7 +37,10 @@ export interface WasmBackendOptions {
   name?: string;
   /** Threads for big kernels, the calling thread included; default TSGRAD_NUM_THREADS or all cores. */
   threads?: number;
-  /** Smallest M N K (per batch entry times batch) sent to the wasm matmul; smaller ones run the TS kernel. */
+  /**
+   * Smallest batch M N K sent to the wasm matmul; smaller ones run the TS kernel. Default 64, or 2048 with
+   * "js" storage (measured crossovers on the dev machine).
+   */
   minMatmulWork?: number;
   /** Smallest total M N K split over threads. */
   minThreadedWork?: number;
@@ -52,7 +55,13 @@ export interface WasmBackendOptions {
 
 /** Defaults measured on the 2-core Zen 5 dev machine (see benchmarks/). */
 export const DEFAULT_MIN_MATMUL_WORK = 64;
+/** With "js" storage the operands are copied in and out, which costs more than tiny products. */
+export const DEFAULT_MIN_MATMUL_WORK_STAGED = 2048;
 export const DEFAULT_MIN_THREADED_WORK = 192 * 192 * 192;
+
+/** Chunks per thread when a matmul is split (more balance under load, more packing). */
+const CHUNKS_PER_THREAD = 3;
+const MIN_CHUNK_ROWS = 32;
 
 let compiled: { api: WasmApi; module: object } | null = null;
 
@@ -61,7 +70,9 @@ export function wasmSimdSupported(): boolean {
   const api = wasmApi();
   if (!api || typeof SharedArrayBuffer === "undefined") return false;
   try {
-    return api.validate(gemmModuleBytes());
+    if (!api.validate(gemmModuleBytes())) return false;
+    new api.Memory({ initial: 1, maximum: 1, shared: true }); // throws where shared memory is not allowed
+    return true;
   } catch {
     return false;
   }
@@ -135,7 +146,9 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
   const heap = new Heap(memory, 1024);
   const node = nodeThreads();
   let threads = node ? threadCount(options.threads, node.cores) : 1;
-  const minWork = options.minMatmulWork ?? DEFAULT_MIN_MATMUL_WORK;
+  const minWork =
+    options.minMatmulWork ??
+    (options.storage === "js" ? DEFAULT_MIN_MATMUL_WORK_STAGED : DEFAULT_MIN_MATMUL_WORK);
   const minThreaded = options.minThreadedWork ?? DEFAULT_MIN_THREADED_WORK;
   let live = 0;
   const counters = { matmulTs: 0, matmulWasm: 0, matmulThreaded: 0 };
@@ -154,7 +167,7 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
         node.Worker as unknown as Parameters<typeof WorkerPool.start>[0],
         module,
         memory,
-        threads - 1,
+        workerWork,
       );
     }
     return pool;
@@ -279,78 +292,37 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
         );
       return;
     }
-    // Split batches when they divide evenly over threads, else rows (or columns when N > M) of every entry.
+    // Chunks that every thread, this one included, claims from a shared counter, so a thread slowed by other
+    // load takes fewer: whole batch entries when there are enough, else rows (or columns when N > M) of each.
+    // Every chunk packs its own operand panels, so there are only a few per thread.
     const P = p.size + 1;
-    const parts: { t0: number; t1: number; m0: number; m1: number; n0: number; n1: number }[] = [];
-    if (T % P === 0 || T >= 4 * P) {
-      for (let w = 0; w < P; w++)
-        parts.push({
-          t0: Math.floor((w * T) / P),
-          t1: Math.floor(((w + 1) * T) / P),
-          m0: 0,
-          m1: M,
-          n0: 0,
-          n1: N,
-        });
-    } else if (M >= N) {
-      const ch = Math.ceil(M / P / MR) * MR;
-      for (let w = 0; w < P; w++)
-        parts.push({ t0: 0, t1: T, m0: Math.min(M, w * ch), m1: Math.min(M, (w + 1) * ch), n0: 0, n1: N });
-    } else {
-      const ch = Math.ceil(N / P / NR) * NR;
-      for (let w = 0; w < P; w++)
-        parts.push({ t0: 0, t1: T, m0: 0, m1: M, n0: Math.min(N, w * ch), n1: Math.min(N, (w + 1) * ch) });
+    const want = CHUNKS_PER_THREAD * P;
+    let mCh = M;
+    let nCh = N;
+    if (T < want) {
+      const per = Math.ceil(want / T);
+      if (M >= N) mCh = Math.max(MIN_CHUNK_ROWS, Math.ceil(M / per / MR) * MR);
+      else nCh = Math.max(MIN_CHUNK_ROWS, Math.ceil(N / per / NR) * NR);
     }
+    const chunks = T * Math.ceil(M / mCh) * Math.ceil(N / nCh);
     counters.matmulThreaded++;
-    const tableBytes = 12 * T * (P - 1);
-    const table = heap.alloc(tableBytes);
-    const tab = new Int32Array(heap.buffer, table, 3 * T * (P - 1));
-    const jobs: GemmJob[] = [];
-    for (let w = 1; w < P; w++) {
-      const q = parts[w]!;
-      const base = 3 * T * (w - 1);
-      let count = 0;
-      if (q.m1 > q.m0 && q.n1 > q.n0) {
-        for (let t = q.t0; t < q.t1; t++, count++) {
-          tab[base + 3 * count] = aAddr + aBatch[t]! * 4 + q.m0 * ars;
-          tab[base + 3 * count + 1] = bAddr + bBatch[t]! * 4 + q.n0 * bcs;
-          tab[base + 3 * count + 2] = cBase + t * M * N * 4 + q.m0 * ldc + q.n0 * 4;
+    const tableBytes = 4 * CHUNK_WORDS * chunks;
+    const table = heap.alloc(tableBytes, false);
+    const tab = new Int32Array(heap.buffer, table, CHUNK_WORDS * chunks);
+    let c = 0;
+    for (let t = 0; t < T; t++)
+      for (let m0 = 0; m0 < M; m0 += mCh)
+        for (let n0 = 0; n0 < N; n0 += nCh, c += CHUNK_WORDS) {
+          tab[c] = aAddr + aBatch[t]! * 4 + m0 * ars;
+          tab[c + 1] = bAddr + bBatch[t]! * 4 + n0 * bcs;
+          tab[c + 2] = cBase + t * M * N * 4 + m0 * ldc + n0 * 4;
+          tab[c + 3] = Math.min(mCh, M - m0);
+          tab[c + 4] = Math.min(nCh, N - n0);
         }
-      }
-      jobs.push({
-        table: table + 4 * base,
-        count,
-        M: q.m1 - q.m0,
-        N: q.n1 - q.n0,
-        K,
-        ars,
-        acs,
-        brs,
-        bcs,
-        ldc,
-        work: workerWork[w - 1]!,
-      });
-    }
-    const q = parts[0]!;
     try {
-      p.run(jobs, () => {
-        if (q.m1 <= q.m0 || q.n1 <= q.n0) return;
-        for (let t = q.t0; t < q.t1; t++) {
-          sgemm(
-            q.m1 - q.m0,
-            q.n1 - q.n0,
-            K,
-            aAddr + aBatch[t]! * 4 + q.m0 * ars,
-            ars,
-            acs,
-            bAddr + bBatch[t]! * 4 + q.n0 * bcs,
-            brs,
-            bcs,
-            cBase + t * M * N * 4 + q.m0 * ldc + q.n0 * 4,
-            ldc,
-            work,
-          );
-        }
+      p.run({ table, count: chunks, K, ars, acs, brs, bcs, ldc }, (i) => {
+        const e = CHUNK_WORDS * i;
+        sgemm(tab[e + 3]!, tab[e + 4]!, K, tab[e]!, ars, acs, tab[e + 1]!, brs, bcs, tab[e + 2]!, ldc, work);
       });
     } finally {
       heap.release(table, tableBytes);

@@ -11,17 +11,23 @@ const DONE = 1;
 const READY = 2;
 const FAILED = 3;
 const QUIT = 4;
-const JOBS = 8;
-/** Per worker: [table address, call count, M, N, K, ars, acs, brs, bcs, ldc, work]. */
-export const JOB_WORDS = 11;
+/** The next chunk to claim. */
+const NEXT = 5;
+/** The job: [table address, chunk count, K, ars, acs, brs, bcs, ldc]. */
+const JOB = 8;
+/** Per worker: the address of its workspace. */
+const WORK = 16;
+/** Int32 words per chunk of the table: [a, b, c, M, N] (addresses in bytes). */
+export const CHUNK_WORDS = 5;
 
 // Runs inside each worker, as a script or as a module (the worker inherits --input-type): instantiate,
-// then serve jobs until QUIT.
+// then claim chunks of each job until QUIT.
 const WORKER_SOURCE = `
 const { workerData } = process.getBuiltinModule("node:worker_threads");
 const { module, memory, control, id } = workerData;
 const ctrl = new Int32Array(control);
 const sgemm = new WebAssembly.Instance(module, { env: { memory } }).exports.sgemm;
+const work = ctrl[${WORK} + id];
 // read the generation before reporting ready: the first job may be posted right after
 let gen = Atomics.load(ctrl, ${GEN});
 Atomics.add(ctrl, ${READY}, 1);
@@ -31,10 +37,12 @@ for (;;) {
   gen = Atomics.load(ctrl, ${GEN});
   if (Atomics.load(ctrl, ${QUIT}) !== 0) break;
   try {
-    const j = ${JOBS} + id * ${JOB_WORDS};
-    const [table, count, M, N, K, ars, acs, brs, bcs, ldc, work] = ctrl.subarray(j, j + ${JOB_WORDS});
-    const t = new Int32Array(memory.buffer, table, count * 3);
-    for (let i = 0; i < count; i++) sgemm(M, N, K, t[3 * i], ars, acs, t[3 * i + 1], brs, bcs, t[3 * i + 2], ldc, work);
+    const [table, count, K, ars, acs, brs, bcs, ldc] = ctrl.subarray(${JOB}, ${JOB} + 8);
+    const t = new Int32Array(memory.buffer, table, count * ${CHUNK_WORDS});
+    for (let i = Atomics.add(ctrl, ${NEXT}, 1); i < count; i = Atomics.add(ctrl, ${NEXT}, 1)) {
+      const e = ${CHUNK_WORDS} * i;
+      sgemm(t[e + 3], t[e + 4], K, t[e], ars, acs, t[e + 1], brs, bcs, t[e + 2], ldc, work);
+    }
   } catch (e) {
     Atomics.store(ctrl, ${FAILED}, 1);
   }
@@ -53,19 +61,16 @@ type WorkerCtor = new (
   options: { eval: true; workerData: unknown; stdout?: boolean; stderr?: boolean },
 ) => WorkerLike;
 
-/** One sgemm call list per worker; the caller's own share is run by the caller. */
+/** A split matmul: a table of chunks in the shared memory and the parameters they share. */
 export interface GemmJob {
   table: number;
   count: number;
-  M: number;
-  N: number;
   K: number;
   ars: number;
   acs: number;
   brs: number;
   bcs: number;
   ldc: number;
-  work: number;
 }
 
 export class WorkerPool {
@@ -73,15 +78,22 @@ export class WorkerPool {
   private readonly workers: WorkerLike[] = [];
 
   private constructor(readonly size: number) {
-    this.ctrl = new Int32Array(new SharedArrayBuffer(4 * (JOBS + JOB_WORDS * size)));
+    this.ctrl = new Int32Array(new SharedArrayBuffer(4 * (WORK + size)));
   }
 
   /**
    * Starts `size` workers without waiting for them: a blocked caller could keep them from starting (ESM
    * module evaluation does). Use the pool once `ready` is true, or await `whenReady()`.
    */
-  static start(Worker: WorkerCtor, module: object, memory: WasmMemory, size: number): WorkerPool {
+  static start(
+    Worker: WorkerCtor,
+    module: object,
+    memory: WasmMemory,
+    workspaces: readonly number[],
+  ): WorkerPool {
+    const size = workspaces.length;
     const pool = new WorkerPool(size);
+    pool.ctrl.set(workspaces, WORK);
     for (let id = 0; id < size; id++) {
       const w = new Worker(WORKER_SOURCE, {
         eval: true,
@@ -110,26 +122,20 @@ export class WorkerPool {
     return this.ready;
   }
 
-  /** Runs `jobs[i]` on worker i while `own` runs here; returns when all are done. */
-  run(jobs: readonly GemmJob[], own: () => void): void {
+  /** Runs the job's chunks on every worker and, through `runChunk`, here; returns when all are done. */
+  run(job: GemmJob, runChunk: (i: number) => void): void {
     const c = this.ctrl;
-    const n = Math.min(jobs.length, this.size);
-    for (let i = 0; i < n; i++) {
-      const j = jobs[i]!;
-      c.set(
-        [j.table, j.count, j.M, j.N, j.K, j.ars, j.acs, j.brs, j.bcs, j.ldc, j.work],
-        JOBS + i * JOB_WORDS,
-      );
-    }
-    for (let i = n; i < this.size; i++) c[JOBS + i * JOB_WORDS + 1] = 0;
+    c.set([job.table, job.count, job.K, job.ars, job.acs, job.brs, job.bcs, job.ldc], JOB);
+    Atomics.store(c, NEXT, 0);
     Atomics.store(c, DONE, 0);
     Atomics.add(c, GEN, 1);
     Atomics.notify(c, GEN);
     let error: unknown = null;
     try {
-      own();
+      for (let i = Atomics.add(c, NEXT, 1); i < job.count; i = Atomics.add(c, NEXT, 1)) runChunk(i);
     } catch (e) {
       error = e;
+      Atomics.store(c, NEXT, job.count); // let the workers stop claiming
     }
     for (let d = Atomics.load(c, DONE); d < this.size; d = Atomics.load(c, DONE)) Atomics.wait(c, DONE, d);
     if (error !== null) throw error;
