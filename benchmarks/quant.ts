@@ -313,7 +313,7 @@ async function stepSection(): Promise<void> {
     `| backend | LoRA step (ms) | QLoRA step, fused wasm kernel (ms, vs LoRA) | QLoRA step, chunked dequantize + backend matmul (ms, vs LoRA) |`,
   );
   log(`|---|---|---|---|`);
-  stepTimes("cpu (plain TypeScript)");
+  stepTimes("cpu (default backend)");
   const initWasm = (T as Record<string, unknown>).initWasmBackend as
     | ((o?: object) => Promise<{ name: string; stopThreads(): void }>)
     | undefined;

@@ -37,8 +37,10 @@ export interface Linear4bitOptions {
 /**
  * Which matmul Linear4bit runs: "chunked" (default) = rows of W dequantized up to 1 Mi values at a time and
  * multiplied with the active backend's matmul; "fused" = the WebAssembly SIMD dequantize-and-matmul kernel,
- * which holds one dequantized row at a time (float32 compute only; otherwise chunked). Training steps
- * measured faster with "chunked" on both the cpu and the wasm backend (benchmarks/RESULTS-quant.md).
+ * which holds one dequantized row at a time (float32 compute only; otherwise chunked). Their training-step
+ * times are within run-to-run noise of each other (benchmarks/RESULTS-quant.md); "chunked" stays the
+ * default because the fused kernel copies x and y through its own WebAssembly memory, which grows to the
+ * largest call and is never given back.
  */
 export type Linear4bitKernel = "fused" | "chunked";
 
