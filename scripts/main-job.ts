@@ -8,7 +8,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { AutoModelForCausalLM, AutoTokenizer, type CausalLM, type PreTrainedTokenizer } from "@tsgrad/nn";
 import { PeftModel } from "@tsgrad/peft";
-import { initWasmBackend, setBackend, tidy, wasmSimdSupported } from "@tsgrad/tensor";
+import { initWasmBackend, manualSeed, setBackend, tidy, wasmSimdSupported } from "@tsgrad/tensor";
 import { runSft } from "@tsgrad/trl";
 
 const ROOT = join(import.meta.dirname, "..");
@@ -123,6 +123,9 @@ async function main(): Promise<void> {
   const before = report(base, tok, test, train);
 
   console.log("\nTraining:");
+  // The adapter's initial weights come from the global generator, which is seeded from the clock at start-up;
+  // seeding it here makes the whole run repeatable (the trainer reseeds with --seed for its own loop).
+  manualSeed(Number(flagValue(argv, "--seed")));
   await runSft(argv);
 
   const tuned = await PeftModel.fromPretrained(await AutoModelForCausalLM.fromPretrained(modelDir), outDir);
