@@ -39,9 +39,7 @@ export async function readConfigJson(dir: string): Promise<Record<string, unknow
 export const GENERATION_CONFIG_FILE = "generation_config.json";
 
 /** The token ids of generation_config.json, or {} when the directory has none. */
-export async function readGenerationConfig(
-  dir: string,
-): Promise<{
+export async function readGenerationConfig(dir: string): Promise<{
   eos_token_id?: number | number[] | null;
   pad_token_id?: number | null;
   bos_token_id?: number | null;
