@@ -1,0 +1,491 @@
+// Training-step benchmark of the reference config (hidden 256, 4 layers, GQA 4/2 heads, intermediate 688,
+// vocab 4096, batch 8 x 128, LoRA rank 8 / alpha 16 on all seven projections): the LoRA step and the full
+// fine-tuning step (forward, cross-entropy, backward, AdamW, zero grad) for tsgrad (1 and 2 threads), PyTorch
+// (1 and 2 threads, OpenBLAS with SkylakeX kernels) and TensorFlow.js wasm (its plain and XNNPACK-linear
+// variants, 1 thread), all in one run; writes benchmarks/RESULTS-step.md with the ratios to PyTorch.
+//   npm run bench:step
+//   npm run bench:step -- --steps 5 --warmup 2 --out /tmp/r.md
+// Before timing, PyTorch exports its initial weights and token ids (torch-train-step.py --export) and tsgrad
+// loads them, so both compute the same step: tsgrad's step-0 loss must equal PyTorch's within 1e-4.
+// Each tsgrad thread count runs in its own child process (TSGRAD_NUM_THREADS); the child mode is
+//   tsx benchmarks/train-step.ts --child --mode lora --weights PREFIX --steps N --warmup W
+
+import { execFileSync, spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { AdamW, LlamaConfig, LlamaForCausalLM } from "@tsgrad/nn";
+import { getPeftModel, LoraConfig } from "@tsgrad/peft";
+import { crossEntropy, getBackend, type Tensor, tensor } from "@tsgrad/tensor";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const args = process.argv.slice(2);
+const opt = (name: string, dflt: string): string => {
+  const i = args.indexOf(name);
+  return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : dflt;
+};
+const log = (s: string): void => console.error(`[bench:step] ${s}`);
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const n = s.length;
+  return n % 2 ? s[n >> 1]! : (s[n / 2 - 1]! + s[n / 2]!) / 2;
+};
+
+const HIDDEN = 256;
+const LAYERS = 4;
+const HEADS = 4;
+const KV_HEADS = 2;
+const INTER = 688;
+const VOCAB = 4096;
+const BATCH = 8;
+const SEQ = 128;
+const TOK = BATCH * SEQ;
+const RANK = 8;
+const ALPHA = 16;
+const TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
+const LOSS_TOL = 1e-4;
+
+// ---------------- child: one tsgrad run ----------------
+
+interface ChildResult {
+  mode: string;
+  threads: number;
+  ms_per_step: number;
+  ms_min: number;
+  tokens_per_s: number;
+  losses: number[];
+  trainable_params: number;
+  backend: string;
+}
+
+async function child(): Promise<void> {
+  const mode = opt("--mode", "lora");
+  const prefix = opt("--weights", "");
+  const steps = Number(opt("--steps", "5"));
+  const warmup = Number(opt("--warmup", "2"));
+  const backend = getBackend("cpu") as {
+    name: string;
+    threads?: number;
+    startThreads?: () => Promise<boolean>;
+    kernels: Record<string, unknown>;
+  };
+  if (backend.startThreads) await backend.startThreads();
+  // --profile: time every kernel call of the timed steps, by kernel name and argument shapes
+  const prof = new Map<string, { ms: number; calls: number }>();
+  let profiling = false;
+  if (args.includes("--profile")) {
+    const shapeOf = (a: unknown): string =>
+      a && typeof a === "object" && "layout" in a
+        ? (a as { layout: { shape: number[] } }).layout.shape.join("x")
+        : "";
+    for (const [name, fn] of Object.entries(backend.kernels)) {
+      if (typeof fn !== "function") continue;
+      backend.kernels[name] = (...a: unknown[]): unknown => {
+        if (!profiling) return fn(...a);
+        const t0 = performance.now();
+        const r = fn(...a);
+        const key = `${name} ${a.map(shapeOf).filter(Boolean).join(",")}`;
+        const e = prof.get(key) ?? { ms: 0, calls: 0 };
+        e.ms += performance.now() - t0;
+        e.calls++;
+        prof.set(key, e);
+        return r;
+      };
+    }
+  }
+
+  const cfg = new LlamaConfig({
+    vocab_size: VOCAB,
+    hidden_size: HIDDEN,
+    intermediate_size: INTER,
+    num_hidden_layers: LAYERS,
+    num_attention_heads: HEADS,
+    num_key_value_heads: KV_HEADS,
+    max_position_embeddings: SEQ,
+    rms_norm_eps: 1e-6,
+    rope_theta: 10000,
+  });
+  const base = new LlamaForCausalLM(cfg, { dtype: "float32" });
+  const model =
+    mode === "lora"
+      ? getPeftModel(base, new LoraConfig({ r: RANK, lora_alpha: ALPHA, target_modules: TARGETS }))
+      : base;
+  const index = JSON.parse(readFileSync(`${prefix}-${mode}.json`, "utf8")) as Record<
+    string,
+    [number[], number]
+  >;
+  const buf = readFileSync(`${prefix}-${mode}.bin`);
+  const data = new Float32Array(buf.buffer, buf.byteOffset, buf.byteLength / 4);
+  const take = (key: string): Float32Array => {
+    const e = index[key];
+    if (!e) throw new Error(`weights: no ${key}`);
+    const n = e[0].reduce((a, b) => a * b, 1);
+    return data.slice(e[1], e[1] + n);
+  };
+  for (const [name, p] of model.namedParameters()) {
+    const key = name.replace(/^base_model\.model\./, "").replace(".base_layer.", ".");
+    const src = take(key);
+    if (src.length !== p.numel)
+      throw new Error(`weights: ${key} has ${src.length} values, ${name} ${p.numel}`);
+    p.assign(tensor(src, { dtype: "float32", shape: p.shape }));
+  }
+  if (mode === "full") for (const [, p] of model.namedParameters()) p.requiresGrad = true;
+  const ids = Array.from(take("ids"), (v) => Math.round(v));
+  const x: number[][] = [];
+  const y: number[][] = [];
+  for (let b = 0; b < BATCH; b++) {
+    const row = ids.slice(b * (SEQ + 1), (b + 1) * (SEQ + 1));
+    x.push(row.slice(0, SEQ));
+    y.push(row.slice(1));
+  }
+  const target = tensor(y.flat(), { dtype: "int32" });
+  const params = new Map([...model.namedParameters()].filter(([, p]) => p.requiresGrad));
+  const optim = new AdamW(params, { lr: 1e-4, weight_decay: 0.01 });
+  const step = (): number => {
+    const { logits } = model.forward({ input_ids: x });
+    const loss: Tensor = crossEntropy(logits.reshape([TOK, VOCAB]), target);
+    const value = loss.itemSync();
+    loss.backward();
+    optim.step();
+    optim.zeroGrad();
+    return value;
+  };
+  const losses: number[] = [];
+  const ts: number[] = [];
+  for (let i = 0; i < warmup + steps; i++) {
+    const t0 = performance.now();
+    losses.push(step());
+    const dt = performance.now() - t0;
+    if (i >= warmup) ts.push(dt);
+    profiling = i + 1 >= warmup;
+    log(
+      `tsgrad ${mode} ${backend.threads ?? 1}t step ${i}: loss ${losses[i]!.toFixed(5)}, ${dt.toFixed(0)} ms`,
+    );
+  }
+  const med = median(ts);
+  if (prof.size > 0) {
+    const total = [...prof.values()].reduce((t, e) => t + e.ms, 0);
+    log(`kernel time ${(total / steps).toFixed(0)} ms/step of ${med.toFixed(0)}`);
+    for (const [k, e] of [...prof].sort((a, b) => b[1].ms - a[1].ms).slice(0, 45))
+      log(`${(e.ms / steps).toFixed(1).padStart(8)} ms ${String(e.calls / steps).padStart(5)}x  ${k}`);
+  }
+  const out: ChildResult = {
+    mode,
+    threads: backend.threads ?? 1,
+    ms_per_step: med,
+    ms_min: Math.min(...ts),
+    tokens_per_s: (TOK / med) * 1e3,
+    losses,
+    trainable_params: [...params.values()].reduce((s, p) => s + p.numel, 0),
+    backend: backend.name,
+  };
+  console.log(JSON.stringify(out));
+  process.exit(0);
+}
+
+// ---------------- orchestrator ----------------
+
+function waitQuiet(maxS: number): number {
+  const sample = (): [number, number] => {
+    const f = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
+    return [f[3]!, f.slice(0, 8).reduce((a, b) => a + b, 0)];
+  };
+  let idlePct = 0;
+  for (let t = 0; t < maxS; t++) {
+    const [i0, t0] = sample();
+    const until = Date.now() + 1000;
+    while (Date.now() < until)
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, until - Date.now());
+    const [i1, t1] = sample();
+    idlePct = (100 * (i1 - i0)) / Math.max(1, t1 - t0);
+    if (idlePct >= 90) break;
+  }
+  return Math.round(idlePct);
+}
+
+/** OpenBLAS's libblas.so.3 directory, as benchmarks/matmul.ts finds it (TSGRAD_BENCH_OPENBLAS or a cache). */
+function openblasDir(): string | null {
+  const fromEnv = process.env.TSGRAD_BENCH_OPENBLAS;
+  if (fromEnv) return fromEnv;
+  const cache = path.join(os.homedir(), ".cache", "tsgrad-bench-openblas");
+  const lib = path.join(cache, "root/usr/lib/x86_64-linux-gnu/openblas-openmp");
+  if (existsSync(path.join(lib, "libblas.so.3"))) return lib;
+  try {
+    mkdirSync(cache, { recursive: true });
+    execFileSync("apt-get", ["download", "libopenblas0-openmp"], { cwd: cache, stdio: "ignore" });
+    const deb = readdirSync(cache).find((f) => f.startsWith("libopenblas0-openmp") && f.endsWith(".deb"));
+    if (!deb) return null;
+    execFileSync("dpkg", ["-x", deb, "root"], { cwd: cache, stdio: "ignore" });
+    return existsSync(path.join(lib, "libblas.so.3")) ? lib : null;
+  } catch {
+    return null;
+  }
+}
+
+const jsonLines = <T>(s: string): T[] =>
+  s
+    .split("\n")
+    .filter((l) => l.startsWith("{"))
+    .map((l) => JSON.parse(l) as T);
+
+interface Row {
+  ms: number;
+  tps: number;
+}
+
+async function main(): Promise<void> {
+  const started = new Date();
+  const steps = opt("--steps", "5");
+  const warmup = opt("--warmup", "2");
+  // tfjs's idiomatic variant takes many seconds per step, so it gets fewer steps by default
+  const tfSteps = opt("--tfjs-steps", "3");
+  const tfWarmup = opt("--tfjs-warmup", "1");
+  const torchSteps = opt("--torch-steps", "10");
+  const out = opt("--out", path.join(here, "RESULTS-step.md"));
+  const quietMax = Number(opt("--quiet-max", "60"));
+  const modes = ["lora", "full"];
+  const cpuModel =
+    execFileSync("lscpu", { encoding: "utf8" })
+      .split("\n")
+      .find((l) => l.startsWith("Model name"))
+      ?.split(":")[1]
+      ?.trim() ?? "unknown";
+  const quiet: Record<string, number> = {};
+  const idle = (name: string): void => {
+    const v = waitQuiet(quietMax);
+    quiet[name] = Math.min(quiet[name] ?? 100, v);
+    log(`${name} (idle ${v}%)`);
+  };
+
+  // PyTorch environment: OpenBLAS with SkylakeX kernels, exactly as benchmarks/matmul.ts sets it up.
+  const blasDir = openblasDir();
+  const torchEnv: Record<string, string> = { OPENBLAS_CORETYPE: "SkylakeX" };
+  if (blasDir) torchEnv.LD_LIBRARY_PATH = blasDir;
+  const envText = Object.entries(torchEnv)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(" ");
+  const torchScript = path.join(here, "torch-train-step.py");
+  const py = (extra: string[]): string => {
+    const r = spawnSync("/usr/bin/python3", [torchScript, ...extra], {
+      env: { ...process.env, ...torchEnv },
+      encoding: "utf8",
+      maxBuffer: 1 << 26,
+    });
+    if (r.status !== 0)
+      throw new Error(`torch-train-step.py failed: ${(r.stderr || String(r.error)).slice(-800)}`);
+    return r.stdout;
+  };
+
+  // 1. same weights and inputs: PyTorch exports them and its step-0 loss
+  const dir = mkdtempSync(path.join(os.tmpdir(), "tsgrad-step-"));
+  const prefix = path.join(dir, "w");
+  const exported = jsonLines<{ export: string; loss0: number }>(py(["--export", prefix]));
+  const torchLoss0 = Object.fromEntries(exported.map((e) => [e.export, e.loss0]));
+  log(`torch step-0 losses ${JSON.stringify(torchLoss0)}`);
+
+  // 2. tsgrad, 1 and 2 threads, each in a child process
+  const ts: Record<string, ChildResult> = {};
+  for (const th of [1, 2]) {
+    for (const mode of modes) {
+      idle(`tsgrad ${th}t`);
+      const r = spawnSync(
+        process.execPath,
+        [
+          ...process.execArgv,
+          fileURLToPath(import.meta.url),
+          "--child",
+          "--mode",
+          mode,
+          "--weights",
+          prefix,
+          "--steps",
+          steps,
+          "--warmup",
+          warmup,
+        ],
+        {
+          env: { ...process.env, TSGRAD_NUM_THREADS: String(th) },
+          encoding: "utf8",
+          stdio: ["ignore", "pipe", "inherit"],
+        },
+      );
+      if (r.status !== 0) throw new Error(`tsgrad child (${mode}, ${th} threads) failed`);
+      ts[`${mode}/${th}`] = jsonLines<ChildResult>(r.stdout).at(-1)!;
+    }
+  }
+  const lossDiff: Record<string, number> = {};
+  for (const mode of modes) {
+    const d = Math.abs(ts[`${mode}/1`]!.losses[0]! - torchLoss0[mode]!);
+    lossDiff[mode] = d;
+    log(
+      `${mode}: tsgrad step-0 loss ${ts[`${mode}/1`]!.losses[0]} vs torch ${torchLoss0[mode]} (|d| ${d.toExponential(2)})`,
+    );
+    if (!(d <= LOSS_TOL))
+      throw new Error(`${mode}: tsgrad's step-0 loss differs from PyTorch's by ${d} (> ${LOSS_TOL})`);
+  }
+
+  // 3. PyTorch, 1 and 2 threads
+  idle("torch");
+  const torchLines = jsonLines<Record<string, unknown>>(
+    py(["--threads", "1", "2", "--mode", ...modes, "--steps", torchSteps, "--warmup", "3"]),
+  );
+  const probe = torchLines[0] as { probe_512_1t: number; blas: string[]; torch: string };
+  const refReason = !probe.blas.some((l) => /openblas|mkl/i.test(l))
+    ? `no OpenBLAS/MKL library is mapped (${probe.blas.join(", ") || "none"})`
+    : probe.probe_512_1t < 30
+      ? `512^3 on one thread runs at ${probe.probe_512_1t.toFixed(1)} GFLOP/s, the reference BLAS's speed`
+      : null;
+  const torch: Record<string, Row & { loss: number; gflop: number }> = {};
+  for (const l of torchLines.slice(1) as {
+    mode: string;
+    threads: number;
+    ms_per_step: number;
+    tokens_per_s: number;
+    loss: number;
+    gflop_per_step: number;
+  }[])
+    torch[`${l.mode}/${l.threads}`] = {
+      ms: l.ms_per_step,
+      tps: l.tokens_per_s,
+      loss: l.loss,
+      gflop: l.gflop_per_step,
+    };
+
+  // 4. tfjs-wasm, plain and XNNPACK-linear variants (1 thread: tfjs-wasm has no threads in Node)
+  const tf: Record<string, Row> = {};
+  let tfInfo = "";
+  for (const linear of ["plain", "xnn"]) {
+    idle(`tfjs ${linear}`);
+    const r = spawnSync(
+      process.execPath,
+      [
+        path.join(here, "tfjs-train-step.mjs"),
+        "--backend",
+        "wasm",
+        "--mode",
+        ...modes,
+        "--linear",
+        linear,
+        "--steps",
+        tfSteps,
+        "--warmup",
+        tfWarmup,
+      ],
+      { encoding: "utf8", cwd: here, maxBuffer: 1 << 26 },
+    );
+    if (r.status !== 0) {
+      log(`tfjs ${linear} failed: ${(r.stderr || String(r.error)).slice(-800)}`);
+      continue;
+    }
+    for (const l of jsonLines<{
+      mode: string;
+      ms_per_step: number;
+      tokens_per_s: number;
+      tfjs: string;
+      wasm_simd: boolean;
+      wasm_threads: boolean;
+    }>(r.stdout)) {
+      tf[`${l.mode}/${linear}`] = { ms: l.ms_per_step, tps: l.tokens_per_s };
+      tfInfo = `tfjs-core ${l.tfjs}, wasm SIMD ${l.wasm_simd}, threads ${l.wasm_threads}`;
+      log(`tfjs ${linear} ${l.mode}: ${l.ms_per_step} ms/step`);
+    }
+  }
+
+  // 5. report
+  const f0 = (x: number | undefined): string => (x === undefined ? "—" : x.toFixed(0));
+  const ratio = (tps: number | undefined, ref: number | undefined): string =>
+    tps === undefined || ref === undefined || refReason !== null ? "—" : `${(tps / ref).toFixed(3)}×`;
+  const rows: string[] = [];
+  for (const mode of modes) {
+    for (const th of [1, 2]) {
+      const t = ts[`${mode}/${th}`]!;
+      const ref = torch[`${mode}/${th}`];
+      rows.push(
+        `| ${mode} | tsgrad (${t.backend} backend) | ${th} | ${f0(t.ms_per_step)} | ${f0(t.tokens_per_s)} | ${ratio(t.tokens_per_s, ref?.tps)} |`,
+      );
+    }
+    for (const th of [1, 2]) {
+      const ref = torch[`${mode}/${th}`];
+      rows.push(
+        `| ${mode} | PyTorch ${probe.torch} (OpenBLAS SkylakeX) | ${th} | ${f0(ref?.ms)} | ${f0(ref?.tps)} | ${refReason === null ? "1×" : "—"} |`,
+      );
+    }
+    for (const linear of ["plain", "xnn"]) {
+      const r = tf[`${mode}/${linear}`];
+      rows.push(
+        `| ${mode} | tfjs-wasm, ${linear === "plain" ? "idiomatic (tf.matMul gradients)" : "fast path (XNNPACK-only linears)"} | 1 | ${f0(r?.ms)} | ${f0(r?.tps)} | ${ratio(r?.tps, torch[`${mode}/1`]?.tps)} |`,
+      );
+    }
+  }
+  const target = (mode: string, th: number, goal: number): string => {
+    const t = ts[`${mode}/${th}`]!;
+    const ref = torch[`${mode}/${th}`];
+    if (!ref || refReason !== null) return "not compared";
+    const r = t.tokens_per_s / ref.tps;
+    return `${r.toFixed(3)}× (${r >= goal ? "met" : "not met"})`;
+  };
+  const minIdle = Math.min(...Object.values(quiet));
+  const md = `# Benchmark results: training step (reference config)
+
+Generated by \`benchmarks/train-step.ts\`. Do not edit by hand; re-run the command below.
+
+- **Date:** ${started.toISOString()}
+- **Machine:** ${cpuModel}, ${os.availableParallelism()} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}
+- **Command:** \`${["npm run bench:step", ...(args.length ? ["--", ...args] : [])].join(" ")}\` (from the repository root)
+- **Config:** Llama, hidden ${HIDDEN}, ${LAYERS} layers, ${HEADS} heads / ${KV_HEADS} KV heads (GQA), intermediate ${INTER},
+  vocab ${VOCAB}, batch ${BATCH} × ${SEQ} = ${TOK} tokens, fp32. LoRA: rank ${RANK}, alpha ${ALPHA}, on q, k, v, o, gate, up
+  and down; base frozen. Full: every parameter trainable. One step = forward, mean cross-entropy, backward,
+  AdamW (lr 1e-4, weight decay 0.01), zero grad.
+- **Method:** ms/step is the median of the timed steps after warm-up steps (tsgrad ${steps} after ${warmup},
+  each thread count in its own child process with \`TSGRAD_NUM_THREADS\`; PyTorch ${torchSteps} after 3; tfjs
+  ${tfSteps} after ${tfWarmup}). tokens/s = ${TOK} / (ms/step). Ratio = tokens/s ÷ PyTorch's tokens/s at the same
+  thread count in this run (tfjs against PyTorch's 1 thread). Each block first waited up to ${quietMax} s for the
+  machine to be ≥ 90% idle (lowest idle seen: ${Object.entries(quiet)
+    .map(([k, v]) => `${k} ${v}%`)
+    .join(", ")}).
+- **Same computation:** PyTorch (\`benchmarks/torch-train-step.py --export\`) wrote its initial weights and
+  token ids and tsgrad loaded them. Step-0 loss, tsgrad vs PyTorch: ${modes
+    .map(
+      (m) =>
+        `${m} ${ts[`${m}/1`]!.losses[0]!.toFixed(6)} vs ${torchLoss0[m]!.toFixed(6)} (|Δ| ${lossDiff[m]!.toExponential(1)})`,
+    )
+    .join("; ")}; the run refuses to report if |Δ| > ${LOSS_TOL}.
+- **PyTorch:** torch ${probe.torch}; BLAS mapped: ${probe.blas.join(", ")}; 512³ probe ${probe.probe_512_1t.toFixed(0)} GFLOP/s on 1 thread; env \`${envText}\`.${refReason === null ? "" : ` **Not compared: ${refReason}.**`}
+- **tfjs:** ${tfInfo || "failed"}. The idiomatic variant uses tf.matMul and tfjs's own gradients; the fast path
+  transposes explicitly so every linear matMul, forward and backward, takes XNNPACK (attention unchanged).
+  tfjs-wasm cannot use threads in Node, so it has only 1-thread rows.
+
+${
+  minIdle < 90
+    ? `> **The machine was busy during this run** (lowest idle before a block: ${minIdle}%). The figures (2-thread
+> ones most of all) understate what an idle machine gives.
+
+`
+    : ""
+}## ms/step, tokens/s and ratio to PyTorch
+
+| mode | method | threads | ms/step | tokens/s | ÷ PyTorch (same threads) |
+|---|---|---|---|---|---|
+${rows.join("\n")}
+
+## Targets
+
+- LoRA step ≥ 0.4× PyTorch's throughput: 1 thread ${target("lora", 1, 0.4)}, 2 threads ${target("lora", 2, 0.4)}.
+- Full fine-tuning step ≥ 0.33×: 1 thread ${target("full", 1, 0.33)}, 2 threads ${target("full", 2, 0.33)}.
+`;
+  writeFileSync(out, md);
+  try {
+    execFileSync(path.join(here, "..", "node_modules", ".bin", "biome"), ["format", "--write", out], {
+      stdio: "ignore",
+    });
+  } catch {
+    log("biome format failed; the file is unformatted");
+  }
+  log(`wrote ${out}`);
+  console.log(readFileSync(out, "utf8"));
+  process.exit(0);
+}
+
+if (args.includes("--child")) await child();
+else await main();
