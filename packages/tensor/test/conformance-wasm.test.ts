@@ -123,6 +123,58 @@ describe("conformance: wasm backend", () => {
     }
   });
 
+  it("add, sub, mul, div, neg: every case through WebAssembly SIMD (both storages), identical to the TS kernels", async () => {
+    const ops = ["add", "sub", "mul", "div", "neg"] as const;
+    for (const storage of ["wasm", "js"] as const) {
+      const forced = createWasmBackend({
+        name: `wasm-ew-${storage}`,
+        threads: 1,
+        storage,
+        minElementwise: 0,
+      });
+      const report = await runConformance(`wasm elementwise (${storage} storage)`, () => forced, { ops });
+      for (const op of ops) expect(report.cases[op]).toBeGreaterThan(10);
+    }
+  });
+
+  it("add, sub, mul, div, neg over large float32 views (same shape, scalar, row, column, offset, transposed) equal the TS kernels", () => {
+    const be = createWasmBackend({ name: "wasm-ew-large", threads: 1, storage: "js" });
+    const ref = createCpuBackend("ew-reference");
+    const R = 67;
+    const C = 131; // R C > the default threshold; C % 4 = 3 exercises the scalar tail
+    const vals = Float32Array.from({ length: R * C + 5 }, (_, i) =>
+      i % 97 === 0 ? 0 : Math.sin(i * 0.731) * 10 ** ((i % 7) - 3),
+    );
+    const layouts: Record<string, { strides: number[]; offset: number }> = {
+      full: { strides: [C, 1], offset: 0 },
+      offset: { strides: [C, 1], offset: 5 },
+      scalar: { strides: [0, 0], offset: 3 },
+      row: { strides: [0, 1], offset: 1 },
+      column: { strides: [1, 0], offset: 2 },
+      transposed: { strides: [1, R], offset: 0 }, // falls back to the TS kernel
+    };
+    const run = (b: typeof ref, op: "add" | "sub" | "mul" | "div" | "neg", ls: string[]): number[] => {
+      const views: View[] = ls.map((l) => ({
+        storage: b.fromArray(vals, "float32"),
+        dtype: "float32",
+        layout: { shape: [R, C], ...layouts[l]! },
+      }));
+      const out: View = {
+        storage: b.alloc("float32", R * C),
+        dtype: "float32",
+        layout: { shape: [R, C], strides: [C, 1], offset: 0 },
+      };
+      (b.kernels[op] as (i: View[], a: unknown, o: View) => void)(views, {}, out);
+      return Array.from(b.readSync!(out));
+    };
+    const names = Object.keys(layouts);
+    for (const op of ["add", "sub", "mul", "div"] as const)
+      for (const la of names)
+        for (const lb of names)
+          expect(run(be, op, [la, lb]), `${op} ${la} ${lb}`).toEqual(run(ref, op, [la, lb]));
+    for (const l of names) expect(run(be, "neg", [l])).toEqual(run(ref, "neg", [l]));
+  });
+
   it("frees and reuses its memory", () => {
     const b = createWasmBackend({ name: "wasm-heap", threads: 1 });
     const s1 = b.alloc("float32", 1000);

@@ -99,6 +99,13 @@ export const load32splat = (addr: Code, off = 0): Code => [...addr, ...simd(0x09
 export const v128zero = (): Code => [...simd(0x0c), ...new Array<number>(16).fill(0)];
 export const f32x4add = (a: Code, b: Code): Code => [...a, ...b, ...simd(0xe4)];
 export const f32x4mul = (a: Code, b: Code): Code => [...a, ...b, ...simd(0xe6)];
+export const f32x4sub = (a: Code, b: Code): Code => [...a, ...b, ...simd(0xe5)];
+export const f32x4div = (a: Code, b: Code): Code => [...a, ...b, ...simd(0xe7)];
+export const f32x4neg = (a: Code): Code => [...a, ...simd(0xe1)];
+export const f32sub = bin(0x93);
+export const f32mul = bin(0x94);
+export const f32div = bin(0x95);
+export const f32neg = (a: Code): Code => [...a, 0x8c];
 
 // ---- control flow ----
 /** `for (i = start; i < end; i += step) body` (end is re-evaluated each iteration; keep it a local). */

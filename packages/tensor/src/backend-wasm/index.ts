@@ -1,7 +1,8 @@
 // The wasm backend: the CPU backend's storage model (typed arrays read with dataOf) placed inside one shared
 // WebAssembly.Memory, so every plain TypeScript kernel runs on it unchanged and without copies, and the ops
-// where WebAssembly SIMD wins are overridden. Today that is float32 matmul (gemm.ts), split over worker
-// threads above a size threshold. The module is emitted from TypeScript at startup (emit.ts).
+// where WebAssembly SIMD wins are overridden: float32 matmul (gemm.ts), split over worker threads above a size
+// threshold, and float32 add/sub/mul/div/neg above a size threshold (elementwise.ts). The modules are emitted
+// from TypeScript at startup (emit.ts).
 
 import type { Backend, Storage, View } from "../backend/backend.js";
 import { registerBackend } from "../backend/registry.js";
@@ -9,6 +10,7 @@ import { cpuKernels } from "../backend-cpu/index.js";
 import { CpuStorage, dataOf, rowMajor, stridedOffsets } from "../backend-cpu/storage.js";
 import { bytesPerElement, type DType, type TypedArray, typedArrayFor } from "../dtype.js";
 import type { Kernel, KernelTable } from "../ops/signatures.js";
+import { elementwiseKernels, elementwiseModuleBytes } from "./elementwise.js";
 import { gemmModuleBytes, MEMORY_LIMITS, MR, NR, WORKSPACE_BYTES } from "./gemm.js";
 import { Heap, type WasmApi, type WasmMemory, wasmApi } from "./heap.js";
 import { CHUNK_WORDS, WorkerPool } from "./threads.js";
@@ -42,6 +44,8 @@ export interface WasmBackendOptions {
    * "js" storage (measured crossovers on the dev machine).
    */
   minMatmulWork?: number;
+  /** Smallest output (elements) of a float32 add/sub/mul/div/neg sent to WebAssembly SIMD. */
+  minElementwise?: number;
   /** Smallest total M N K split over threads. */
   minThreadedWork?: number;
   /**
@@ -63,7 +67,7 @@ export const DEFAULT_MIN_THREADED_WORK = 192 * 192 * 192;
 const CHUNKS_PER_THREAD = 3;
 const MIN_CHUNK_ROWS = 32;
 
-let compiled: { api: WasmApi; module: object } | null = null;
+let compiled: { api: WasmApi; module: object; elementwise: object } | null = null;
 
 /** WebAssembly with 128-bit SIMD and shared memory (threads) is available. */
 export function wasmSimdSupported(): boolean {
@@ -78,11 +82,15 @@ export function wasmSimdSupported(): boolean {
   }
 }
 
-function compile(): { api: WasmApi; module: object } {
+function compile(): { api: WasmApi; module: object; elementwise: object } {
   if (!compiled) {
     const api = wasmApi();
     if (!api) throw new Error("wasm backend: WebAssembly is not available in this runtime");
-    compiled = { api, module: new api.Module(gemmModuleBytes()) };
+    compiled = {
+      api,
+      module: new api.Module(gemmModuleBytes()),
+      elementwise: new api.Module(elementwiseModuleBytes(MEMORY_LIMITS)),
+    };
   }
   return compiled;
 }
@@ -139,9 +147,10 @@ export interface WasmBackend extends Backend {
 
 export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend {
   const name = options.name ?? "wasm";
-  const { api, module } = compile();
+  const { api, module, elementwise } = compile();
   const memory: WasmMemory = new api.Memory({ ...MEMORY_LIMITS, shared: true });
   const exports = new api.Instance(module, { env: { memory } }).exports;
+  const ewExports = new api.Instance(elementwise, { env: { memory } }).exports;
   const sgemm = exports.sgemm as (...args: number[]) => void;
   const heap = new Heap(memory, 1024);
   const node = nodeThreads();
@@ -329,7 +338,11 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
     }
   };
 
-  const kernels: KernelTable = { ...cpuKernels, matmul };
+  const kernels: KernelTable = {
+    ...cpuKernels,
+    matmul,
+    ...elementwiseKernels(ewExports, heap, options.minElementwise),
+  };
 
   return {
     name,
