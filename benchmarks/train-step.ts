@@ -75,17 +75,19 @@ async function child(): Promise<void> {
   const prof = new Map<string, { ms: number; calls: number }>();
   let profiling = false;
   if (args.includes("--profile")) {
-    const shapeOf = (a: unknown): string =>
-      a && typeof a === "object" && "layout" in a
-        ? (a as { layout: { shape: number[] } }).layout.shape.join("x")
-        : "";
+    // shape, then "t" when the last dim is not unit-stride (a transposed or broadcast view)
+    const shapeOf = (a: unknown): string => {
+      if (!a || typeof a !== "object" || !("layout" in a)) return "";
+      const { shape, strides } = (a as { layout: { shape: number[]; strides: number[] } }).layout;
+      return shape.join("x") + (shape.length > 0 && strides.at(-1) !== 1 ? "t" : "");
+    };
     for (const [name, fn] of Object.entries(backend.kernels)) {
       if (typeof fn !== "function") continue;
       backend.kernels[name] = (...a: unknown[]): unknown => {
         if (!profiling) return fn(...a);
         const t0 = performance.now();
         const r = fn(...a);
-        const key = `${name} ${a.map(shapeOf).filter(Boolean).join(",")}`;
+        const key = `${name} ${[...(Array.isArray(a[0]) ? a[0] : []), a[2]].map(shapeOf).filter(Boolean).join(",")}`;
         const e = prof.get(key) ?? { ms: 0, calls: 0 };
         e.ms += performance.now() - t0;
         e.calls++;
@@ -167,6 +169,14 @@ async function child(): Promise<void> {
   if (prof.size > 0) {
     const total = [...prof.values()].reduce((t, e) => t + e.ms, 0);
     log(`kernel time ${(total / steps).toFixed(0)} ms/step of ${med.toFixed(0)}`);
+    const byOp = new Map<string, number>();
+    for (const [k, e] of prof) byOp.set(k.split(" ")[0]!, (byOp.get(k.split(" ")[0]!) ?? 0) + e.ms);
+    log(
+      `by kernel: ${[...byOp]
+        .sort((a, b) => b[1] - a[1])
+        .map(([k, ms]) => `${k} ${(ms / steps).toFixed(0)}`)
+        .join(", ")}`,
+    );
     for (const [k, e] of [...prof].sort((a, b) => b[1].ms - a[1].ms).slice(0, 45))
       log(`${(e.ms / steps).toFixed(1).padStart(8)} ms ${String(e.calls / steps).padStart(5)}x  ${k}`);
   }

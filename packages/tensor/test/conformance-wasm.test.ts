@@ -175,6 +175,53 @@ describe("conformance: wasm backend", () => {
     for (const l of names) expect(run(be, "neg", [l])).toEqual(run(ref, "neg", [l]));
   });
 
+  it("exp, sigmoid: every case through WebAssembly (both storages), identical to the TS kernels", async () => {
+    const ops = ["exp", "sigmoid"] as const;
+    for (const storage of ["wasm", "js"] as const) {
+      const forced = createWasmBackend({
+        name: `wasm-tr-${storage}`,
+        threads: 1,
+        storage,
+        minTranscendental: 0,
+      });
+      const report = await runConformance(`wasm exp/sigmoid (${storage} storage)`, () => forced, { ops });
+      for (const op of ops) expect(report.cases[op]).toBeGreaterThan(10);
+    }
+  });
+
+  it("exp, sigmoid: the WebAssembly kernels equal Math.exp rounded to float32 over a dense sample of every float32", () => {
+    const be = createWasmBackend({ name: "wasm-tr-dense", threads: 1, storage: "js" });
+    const n = 1 << 18;
+    const bits = new Uint32Array(n);
+    const x = new Float32Array(bits.buffer);
+    const mk = (data: Float32Array): View => ({
+      storage: be.fromArray(data, "float32"),
+      dtype: "float32",
+      layout: { shape: [n], strides: [1], offset: 0 },
+    });
+    let bad = 0;
+    const same = (a: number, b: number): boolean => a === b || (Number.isNaN(a) && Number.isNaN(b));
+    // 8 blocks of 2^18 float32 bit patterns spread over the whole space (stride 2039, a prime), so every
+    // exponent and both signs are covered, plus the special values
+    for (let block = 0; block < 8; block++) {
+      for (let i = 0; i < n; i++) bits[i] = (block * n + i) * 2039;
+      x.set([0, -0, 1, -1, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, Number.NaN, 88.5, -103.5], 0);
+      for (const op of ["exp", "sigmoid"] as const) {
+        const out = mk(new Float32Array(n));
+        (be.kernels[op] as (i: View[], a: unknown, o: View) => void)([mk(x)], {}, out);
+        const got = be.readSync!(out);
+        for (let i = 0; i < n; i++) {
+          const v = x[i]!;
+          const want = Math.fround(
+            op === "exp" ? Math.exp(v) : v >= 0 ? 1 / (1 + Math.exp(-v)) : Math.exp(v) / (1 + Math.exp(v)),
+          );
+          if (!same(got[i]!, want)) bad++;
+        }
+      }
+    }
+    expect(bad).toBe(0);
+  });
+
   it("frees and reuses its memory", () => {
     const b = createWasmBackend({ name: "wasm-heap", threads: 1 });
     const s1 = b.alloc("float32", 1000);

@@ -3,9 +3,9 @@
 // flat byte array; the helpers below compose instructions as expressions (operands first, stack order).
 
 export type Code = number[];
-export type ValType = "i32" | "f32" | "v128";
+export type ValType = "i32" | "i64" | "f32" | "f64" | "v128";
 
-const VALTYPE: Record<ValType, number> = { i32: 0x7f, f32: 0x7d, v128: 0x7b };
+const VALTYPE: Record<ValType, number> = { i32: 0x7f, i64: 0x7e, f32: 0x7d, f64: 0x7c, v128: 0x7b };
 
 export function uleb(n: number): Code {
   const out: Code = [];
@@ -107,6 +107,81 @@ export const f32mul = bin(0x94);
 export const f32div = bin(0x95);
 export const f32neg = (a: Code): Code => [...a, 0x8c];
 
+// ---- f64, i64 and conversions (for scalar double-precision code) ----
+export const f64c = (x: number): Code => [0x44, ...new Uint8Array(new Float64Array([x]).buffer)];
+export const i64c = (n: number): Code => [0x42, ...sleb(n)];
+export const f64add = bin(0xa0);
+export const f64sub = bin(0xa1);
+export const f64mul = bin(0xa2);
+export const f64div = bin(0xa3);
+export const f64eq = bin(0x61);
+export const f64lt = bin(0x63);
+export const f64gt = bin(0x64);
+export const f64ge = bin(0x66);
+export const f64neg = (a: Code): Code => [...a, 0x9a];
+export const i32or = bin(0x72);
+export const i32shl = bin(0x74);
+export const i32shrU = bin(0x76);
+export const i64shl = bin(0x86);
+export const i64shrU = bin(0x88);
+export const f64FromI32 = (a: Code): Code => [...a, 0xb7]; // f64.convert_i32_s
+export const i32TruncF64 = (a: Code): Code => [...a, 0xaa]; // i32.trunc_f64_s (toward zero)
+export const f64FromF32 = (a: Code): Code => [...a, 0xbb]; // f64.promote_f32
+export const f32FromF64 = (a: Code): Code => [...a, 0xb6]; // f32.demote_f64 (round to nearest even)
+export const i64Bits = (a: Code): Code => [...a, 0xbd]; // i64.reinterpret_f64
+export const f64Bits = (a: Code): Code => [...a, 0xbf]; // f64.reinterpret_i64
+export const i32FromI64 = (a: Code): Code => [...a, 0xa7]; // i32.wrap_i64
+export const i64FromI32U = (a: Code): Code => [...a, 0xad]; // i64.extend_i32_u
+/** `cond ? a : b` with both evaluated (select). */
+export const select = (a: Code, b: Code, cond: Code): Code => [...a, ...b, ...cond, 0x1b];
+export const ret = (v: Code): Code => [...v, 0x0f];
+export const call = (fn: number, ...argsCode: Code[]): Code => [...argsCode.flat(), 0x10, ...uleb(fn)];
+
+// ---- f64x2 and lane conversions ----
+const sop =
+  (op: number, ...imm: number[]) =>
+  (...a: Code[]): Code => [...a.flat(), ...simd(op), ...imm];
+/** v128.const of two equal f64 lanes. */
+export const f64x2c = (x: number): Code => [
+  ...simd(0x0c),
+  ...new Uint8Array(new Float64Array([x, x]).buffer),
+];
+export const load64zero = (addr: Code, off = 0): Code => [...addr, ...simd(0x5d), ...memarg(3, off)];
+export const store64lane0 = (addr: Code, v: Code, off = 0): Code => [
+  ...addr,
+  ...v,
+  ...simd(0x5b),
+  ...memarg(3, off),
+  0,
+];
+export const f64x2PromoteLow = sop(0x5f);
+export const f32x4DemoteZero = sop(0x5e);
+export const f64x2abs = sop(0xec);
+export const f64x2neg = sop(0xed);
+export const f64x2add = sop(0xf0);
+export const f64x2sub = sop(0xf1);
+export const f64x2mul = sop(0xf2);
+export const f64x2div = sop(0xf3);
+export const f64x2eq = sop(0x47);
+export const f64x2ne = sop(0x48);
+export const f64x2lt = sop(0x49);
+export const f64x2ge = sop(0x4c);
+export const v128or = sop(0x50);
+/** (a & mask) | (b & ~mask) */
+export const bitselect = sop(0x52);
+export const anyTrue = sop(0x53);
+export const i32x4TruncSatF64x2 = sop(0xfc); // i32x4.trunc_sat_f64x2_s_zero
+export const f64x2FromI32x4Low = sop(0xfe); // f64x2.convert_low_i32x4_s
+export const i64x2FromI32x4Low = sop(0xc7); // i64x2.extend_low_i32x4_s
+export const i64x2add = sop(0xce);
+export const i64x2shl = sop(0xcb); // (v128, i32 shift)
+export const f64x2extract = (v: Code, lane: number): Code => [...v, ...simd(0x21), lane];
+export const f64x2replace = (v: Code, lane: number, x: Code): Code => [...v, ...x, ...simd(0x22), lane];
+export const i64x2c = (n: number): Code => [
+  ...simd(0x0c),
+  ...new Uint8Array(new BigInt64Array([BigInt(n), BigInt(n)]).buffer),
+];
+
 // ---- control flow ----
 /** `for (i = start; i < end; i += step) body` (end is re-evaluated each iteration; keep it a local). */
 export function forRange(i: number, start: Code, end: Code, step: Code | number, ...body: Code[]): Code {
@@ -142,11 +217,14 @@ export class Func {
   readonly params: ValType[] = [];
   readonly locals: ValType[] = [];
   body: Code = [];
+  /** `params`: a count of i32 parameters, or their types; `result`: the one result type, if any. */
   constructor(
     readonly name: string,
-    paramCount: number,
+    params: number | ValType[],
+    readonly result?: ValType,
   ) {
-    for (let i = 0; i < paramCount; i++) this.params.push("i32");
+    if (typeof params === "number") for (let i = 0; i < params; i++) this.params.push("i32");
+    else this.params.push(...params);
   }
   /** A new local of `type`; its index. */
   local(type: ValType = "i32"): number {
@@ -160,12 +238,16 @@ export class Func {
   }
 }
 
-/** A module importing one shared memory `env.memory` and exporting `funcs` (all i32 params, no results). */
+/** A module importing one shared memory `env.memory` and exporting `funcs` (function i is funcs[i]). */
 export function encodeModule(
   funcs: readonly Func[],
   memory: { initial: number; maximum: number },
 ): Uint8Array {
-  const types = funcs.map((f) => [0x60, ...vec(f.params.map((t) => [VALTYPE[t]])), 0]);
+  const types = funcs.map((f) => [
+    0x60,
+    ...vec(f.params.map((t) => [VALTYPE[t]])),
+    ...(f.result ? [1, VALTYPE[f.result]] : [0]),
+  ]);
   const imports = vec([
     [...str("env"), ...str("memory"), 0x02, 0x03, ...uleb(memory.initial), ...uleb(memory.maximum)],
   ]);

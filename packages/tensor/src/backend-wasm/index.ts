@@ -1,8 +1,9 @@
 // The wasm backend: the CPU backend's storage model (typed arrays read with dataOf) placed inside one shared
 // WebAssembly.Memory, so every plain TypeScript kernel runs on it unchanged and without copies, and the ops
 // where WebAssembly SIMD wins are overridden: float32 matmul (gemm.ts), split over worker threads above a size
-// threshold, and float32 add/sub/mul/div/neg above a size threshold (elementwise.ts). The modules are emitted
-// from TypeScript at startup (emit.ts).
+// threshold, float32 add/sub/mul/div/neg (elementwise.ts) and exp/sigmoid (transcendental.ts) above size
+// thresholds (these give exactly what the TypeScript kernels give). The modules are emitted from TypeScript at
+// startup (emit.ts).
 
 import type { Backend, Storage, View } from "../backend/backend.js";
 import { registerBackend } from "../backend/registry.js";
@@ -14,6 +15,7 @@ import { elementwiseKernels, elementwiseModuleBytes } from "./elementwise.js";
 import { gemmModuleBytes, MEMORY_LIMITS, MR, NR, WORKSPACE_BYTES } from "./gemm.js";
 import { Heap, type WasmApi, type WasmMemory, wasmApi } from "./heap.js";
 import { CHUNK_WORDS, WorkerPool } from "./threads.js";
+import { transcendentalKernels, transcendentalModuleBytes } from "./transcendental.js";
 
 export class WasmStorage implements Storage {
   readonly backend: string;
@@ -46,6 +48,8 @@ export interface WasmBackendOptions {
   minMatmulWork?: number;
   /** Smallest output (elements) of a float32 add/sub/mul/div/neg sent to WebAssembly SIMD. */
   minElementwise?: number;
+  /** Smallest float32 exp/sigmoid (elements) sent to WebAssembly. */
+  minTranscendental?: number;
   /** Smallest total M N K split over threads. */
   minThreadedWork?: number;
   /**
@@ -67,7 +71,7 @@ export const DEFAULT_MIN_THREADED_WORK = 192 * 192 * 192;
 const CHUNKS_PER_THREAD = 3;
 const MIN_CHUNK_ROWS = 32;
 
-let compiled: { api: WasmApi; module: object; elementwise: object } | null = null;
+let compiled: { api: WasmApi; module: object; elementwise: object; transcendental: object } | null = null;
 
 /** WebAssembly with 128-bit SIMD and shared memory (threads) is available. */
 export function wasmSimdSupported(): boolean {
@@ -82,7 +86,7 @@ export function wasmSimdSupported(): boolean {
   }
 }
 
-function compile(): { api: WasmApi; module: object; elementwise: object } {
+function compile(): { api: WasmApi; module: object; elementwise: object; transcendental: object } {
   if (!compiled) {
     const api = wasmApi();
     if (!api) throw new Error("wasm backend: WebAssembly is not available in this runtime");
@@ -90,6 +94,7 @@ function compile(): { api: WasmApi; module: object; elementwise: object } {
       api,
       module: new api.Module(gemmModuleBytes()),
       elementwise: new api.Module(elementwiseModuleBytes(MEMORY_LIMITS)),
+      transcendental: new api.Module(transcendentalModuleBytes(MEMORY_LIMITS)),
     };
   }
   return compiled;
@@ -147,10 +152,11 @@ export interface WasmBackend extends Backend {
 
 export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend {
   const name = options.name ?? "wasm";
-  const { api, module, elementwise } = compile();
+  const { api, module, elementwise, transcendental } = compile();
   const memory: WasmMemory = new api.Memory({ ...MEMORY_LIMITS, shared: true });
   const exports = new api.Instance(module, { env: { memory } }).exports;
   const ewExports = new api.Instance(elementwise, { env: { memory } }).exports;
+  const trExports = new api.Instance(transcendental, { env: { memory } }).exports;
   const sgemm = exports.sgemm as (...args: number[]) => void;
   const heap = new Heap(memory, 1024);
   const node = nodeThreads();
@@ -342,6 +348,7 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
     ...cpuKernels,
     matmul,
     ...elementwiseKernels(ewExports, heap, options.minElementwise),
+    ...transcendentalKernels(trExports, heap, options.minTranscendental),
   };
 
   return {
