@@ -207,7 +207,8 @@ export class SafetensorsFile implements SafetensorsReader {
     const dtype = opts?.dtype ?? natural;
     let data = decode(await this.readSpan(key), info, dtype, `${this.path}: tensor "${key}"`);
     if (dtype === "bool" && info.dtype !== "BOOL") data = Uint8Array.from(data, (v) => (v !== 0 ? 1 : 0));
-    return tensor(data, { shape: info.shape, dtype });
+    // The decoded array is freshly read, so the tensor may keep it as its storage (one copy less at load).
+    return tensor(data, { shape: info.shape, dtype, copy: false });
   }
 
   async close(): Promise<void> {

@@ -35,6 +35,11 @@ export function createCpuBackend(name = "cpu", kernels: KernelTable = cpuKernels
       live += data.length * bytesPerElement(dtype);
       return new CpuStorage(dtype, copyOf(data, dtype));
     },
+    adopt(data: TypedArray, dtype: DType): Storage {
+      if (typedArrayFor(dtype, 0).constructor !== data.constructor) return this.fromArray(data, dtype);
+      live += data.length * bytesPerElement(dtype);
+      return new CpuStorage(dtype, data);
+    },
     readSync(view: View): TypedArray {
       return copyOf(rowMajor(view), view.dtype);
     },

@@ -1,7 +1,7 @@
 // The wasm backend: the CPU backend's storage model (typed arrays read with dataOf) placed inside one shared
 // WebAssembly.Memory, so every plain TypeScript kernel runs on it unchanged and without copies, and the ops
 // where WebAssembly SIMD wins are overridden: float32 matmul (gemm.ts), split over worker threads above a size
-// threshold, float32 add/sub/mul/div/neg (elementwise.ts) and exp/sigmoid (transcendental.ts) above size
+// threshold, float32 add/sub/mul/div/neg (elementwise.ts), exp/sigmoid (transcendental.ts) and last-dim sum/max (reduce.ts) above size
 // thresholds (these give exactly what the TypeScript kernels give). The modules are emitted from TypeScript at
 // startup (emit.ts).
 
@@ -15,6 +15,7 @@ import { elementwiseKernels, elementwiseModuleBytes } from "./elementwise.js";
 import { gemmModuleBytes, MEMORY_LIMITS, MR, NR, WORKSPACE_BYTES } from "./gemm.js";
 import { Heap, type WasmApi, type WasmMemory, wasmApi } from "./heap.js";
 import { CHUNK_WORDS, WorkerPool } from "./threads.js";
+import { reduceKernels, reduceModuleBytes } from "./reduce.js";
 import { transcendentalKernels, transcendentalModuleBytes } from "./transcendental.js";
 
 export class WasmStorage implements Storage {
@@ -48,6 +49,8 @@ export interface WasmBackendOptions {
   minMatmulWork?: number;
   /** Smallest output (elements) of a float32 add/sub/mul/div/neg sent to WebAssembly SIMD. */
   minElementwise?: number;
+  /** Smallest float32 sum/max over the last dim (input elements) sent to WebAssembly. */
+  minReduce?: number;
   /** Smallest float32 exp/sigmoid (elements) sent to WebAssembly. */
   minTranscendental?: number;
   /** Smallest total M N K split over threads. */
@@ -71,7 +74,14 @@ export const DEFAULT_MIN_THREADED_WORK = 192 * 192 * 192;
 const CHUNKS_PER_THREAD = 3;
 const MIN_CHUNK_ROWS = 32;
 
-let compiled: { api: WasmApi; module: object; elementwise: object; transcendental: object } | null = null;
+interface Compiled {
+  api: WasmApi;
+  module: object;
+  elementwise: object;
+  transcendental: object;
+  reduce: object;
+}
+let compiled: Compiled | null = null;
 
 /** WebAssembly with 128-bit SIMD and shared memory (threads) is available. */
 export function wasmSimdSupported(): boolean {
@@ -86,7 +96,7 @@ export function wasmSimdSupported(): boolean {
   }
 }
 
-function compile(): { api: WasmApi; module: object; elementwise: object; transcendental: object } {
+function compile(): Compiled {
   if (!compiled) {
     const api = wasmApi();
     if (!api) throw new Error("wasm backend: WebAssembly is not available in this runtime");
@@ -95,6 +105,7 @@ function compile(): { api: WasmApi; module: object; elementwise: object; transce
       module: new api.Module(gemmModuleBytes()),
       elementwise: new api.Module(elementwiseModuleBytes(MEMORY_LIMITS)),
       transcendental: new api.Module(transcendentalModuleBytes(MEMORY_LIMITS)),
+      reduce: new api.Module(reduceModuleBytes(MEMORY_LIMITS)),
     };
   }
   return compiled;
@@ -152,11 +163,12 @@ export interface WasmBackend extends Backend {
 
 export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend {
   const name = options.name ?? "wasm";
-  const { api, module, elementwise, transcendental } = compile();
+  const { api, module, elementwise, transcendental, reduce } = compile();
   const memory: WasmMemory = new api.Memory({ ...MEMORY_LIMITS, shared: true });
   const exports = new api.Instance(module, { env: { memory } }).exports;
   const ewExports = new api.Instance(elementwise, { env: { memory } }).exports;
   const trExports = new api.Instance(transcendental, { env: { memory } }).exports;
+  const rdExports = new api.Instance(reduce, { env: { memory } }).exports;
   const sgemm = exports.sgemm as (...args: number[]) => void;
   const heap = new Heap(memory, 1024);
   const node = nodeThreads();
@@ -349,6 +361,7 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
     matmul,
     ...elementwiseKernels(ewExports, heap, options.minElementwise),
     ...transcendentalKernels(trExports, heap, options.minTranscendental),
+    ...reduceKernels(rdExports, heap, options.minReduce),
   };
 
   return {
@@ -376,6 +389,13 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
       const s = allocStorage(dtype, data.length) as CpuStorage | WasmStorage;
       s.data.set(data);
       return s;
+    },
+    adopt(data: TypedArray, dtype: DType): Storage {
+      // Only typed-array storage can take the caller's array; wasm memory needs the copy.
+      if (!jsStorage || typedArrayFor(dtype, 0).constructor !== data.constructor)
+        return this.fromArray(data, dtype);
+      live += data.length * bytesPerElement(dtype);
+      return new CpuStorage(dtype, data);
     },
     readSync(view: View): TypedArray {
       const src = rowMajor(view);

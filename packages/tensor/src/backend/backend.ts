@@ -31,6 +31,11 @@ export interface Backend {
   alloc(dtype: DType, size: number): Storage;
   /** A storage holding a copy of `data`, read as `dtype` (bool is stored as uint8). */
   fromArray(data: TypedArray, dtype: DType): Storage;
+  /**
+   * A storage that takes `data` itself, without a copy, when the backend keeps typed arrays (CPU
+   * backends); the caller must not touch `data` afterwards. Backends without it copy via fromArray.
+   */
+  adopt?(data: TypedArray, dtype: DType): Storage;
   /** The elements of `view` in row-major order, as a fresh typed array. The only way out of a GPU. */
   read(view: View): Promise<TypedArray>;
   /** Synchronous read; CPU backends only. */

@@ -30,13 +30,15 @@ export function fromTypedArray(
   shape: readonly number[],
   dtype: DType,
   backend: Backend = getBackend(),
+  adopt = false,
 ): Tensor {
   if (data.length !== numel(shape)) {
     throw new RangeError(
       `tensor: ${data.length} values do not fill shape ${fmt(shape)} (${numel(shape)} elements)`,
     );
   }
-  return new Tensor(new StorageRef(backend, backend.fromArray(data, dtype)), shape, dtype);
+  const storage = adopt && backend.adopt ? backend.adopt(data, dtype) : backend.fromArray(data, dtype);
+  return new Tensor(new StorageRef(backend, storage), shape, dtype);
 }
 
 function inferShape(data: NestedArray): number[] {
@@ -74,7 +76,11 @@ function flatten(data: NestedArray, shape: number[], out: (number | boolean)[], 
  */
 export function tensor(
   data: NestedArray | TypedArray,
-  opts?: CreateOptions & { shape?: readonly number[] },
+  opts?: CreateOptions & {
+    shape?: readonly number[];
+    /** false: a typed array may become the tensor's storage without a copy (do not modify it afterwards). */
+    copy?: boolean;
+  },
 ): Tensor {
   if (opts?.dtype !== undefined) assertDType(opts.dtype, "tensor");
   const backend = getBackend(opts?.device);
@@ -83,7 +89,12 @@ export function tensor(
     const dtype = opts?.dtype ?? dtypeOfArray(typed);
     // NOTE: bool always converts, so a Uint8Array holding 2 or 5 becomes 1 (bool storage is 0 or 1)
     const converted = dtypeOfArray(typed) === dtype ? typed : convert(typed, dtype);
-    return finish(fromTypedArray(converted, opts?.shape ?? [typed.length], dtype, backend), "tensor", opts);
+    const adopt = opts?.copy === false || converted !== typed; // a converted array is ours already
+    return finish(
+      fromTypedArray(converted, opts?.shape ?? [typed.length], dtype, backend, adopt),
+      "tensor",
+      opts,
+    );
   }
   const shape = inferShape(data);
   const flat: (number | boolean)[] = [];
