@@ -189,6 +189,41 @@ describe("conformance: wasm backend", () => {
     }
   });
 
+  it("sum, max over the last dim: every case through WebAssembly (both storages), identical to the TS kernels", async () => {
+    const ops = ["sum", "max"] as const;
+    for (const storage of ["wasm", "js"] as const) {
+      const forced = createWasmBackend({ name: `wasm-rd-${storage}`, threads: 1, storage, minReduce: 0 });
+      const report = await runConformance(`wasm sum/max (${storage} storage)`, () => forced, { ops });
+      for (const op of ops) expect(report.cases[op]).toBeGreaterThan(10);
+    }
+  });
+
+  it("sum, max over the last dim of a large float32 view (NaN, -0, infinities included) equal the TS kernels", () => {
+    const be = createWasmBackend({ name: "wasm-rd-large", threads: 1, storage: "js" });
+    const ref = createCpuBackend("rd-reference");
+    const R = 37;
+    const C = 515;
+    const vals = Float32Array.from({ length: R * C }, (_, i) => Math.sin(i * 0.37) * 10 ** ((i % 9) - 4));
+    vals.set([Number.NaN, -0, 0, Number.POSITIVE_INFINITY], 3 * C + 7);
+    vals.set([-0, 0], 5 * C);
+    vals.fill(-0, 6 * C, 7 * C);
+    const run = (b: typeof ref, op: "sum" | "max"): number[] => {
+      const x: View = {
+        storage: b.fromArray(vals, "float32"),
+        dtype: "float32",
+        layout: { shape: [R, C], strides: [C, 1], offset: 0 },
+      };
+      const out: View = {
+        storage: b.alloc("float32", R),
+        dtype: "float32",
+        layout: { shape: [R, 1], strides: [1, 1], offset: 0 },
+      };
+      (b.kernels[op] as (i: View[], a: unknown, o: View) => void)([x], { dims: [1] }, out);
+      return Array.from(b.readSync!(out));
+    };
+    for (const op of ["sum", "max"] as const) expect(run(be, op), op).toEqual(run(ref, op));
+  });
+
   it("exp, sigmoid: the WebAssembly kernels equal Math.exp rounded to float32 over a dense sample of every float32", () => {
     const be = createWasmBackend({ name: "wasm-tr-dense", threads: 1, storage: "js" });
     const n = 1 << 18;

@@ -1,9 +1,9 @@
 // The wasm backend: the CPU backend's storage model (typed arrays read with dataOf) placed inside one shared
 // WebAssembly.Memory, so every plain TypeScript kernel runs on it unchanged and without copies, and the ops
 // where WebAssembly SIMD wins are overridden: float32 matmul (gemm.ts), split over worker threads above a size
-// threshold, float32 add/sub/mul/div/neg (elementwise.ts), exp/sigmoid (transcendental.ts) and last-dim sum/max (reduce.ts) above size
-// thresholds (these give exactly what the TypeScript kernels give). The modules are emitted from TypeScript at
-// startup (emit.ts).
+// threshold, and above size thresholds float32 add/sub/mul/div/neg (elementwise.ts), exp/sigmoid
+// (transcendental.ts) and last-dim sum/max (reduce.ts), which give exactly what the TypeScript kernels
+// give. The modules are emitted from TypeScript at startup (emit.ts).
 
 import type { Backend, Storage, View } from "../backend/backend.js";
 import { registerBackend } from "../backend/registry.js";
