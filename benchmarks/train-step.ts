@@ -485,13 +485,6 @@ ${rows.join("\n")}
 - Full fine-tuning step ≥ 0.33×: 1 thread ${target("full", 1, 0.33)}, 2 threads ${target("full", 2, 0.33)}.
 `;
   writeFileSync(out, md);
-  try {
-    execFileSync(path.join(here, "..", "node_modules", ".bin", "biome"), ["format", "--write", out], {
-      stdio: "ignore",
-    });
-  } catch {
-    log("biome format failed; the file is unformatted");
-  }
   log(`wrote ${out}`);
   console.log(readFileSync(out, "utf8"));
   process.exit(0);
