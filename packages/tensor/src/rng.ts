@@ -28,7 +28,9 @@ export function manualSeed(seed: number): void {
   spare = null;
 }
 
-manualSeed(Date.now() & 0xffffffff);
+// Like PyTorch's default generator, start from a fixed seed, so a program that never calls manualSeed
+// still repeats itself run to run (torch's default_rng_seed_val is 67280421310721; its low 32 bits here).
+manualSeed(67280421310721 % 2 ** 32);
 
 function nextU32(): number {
   const r = Math.imul(rotl(Math.imul(s[1]!, 5), 7), 9) >>> 0;

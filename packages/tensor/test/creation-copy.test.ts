@@ -28,3 +28,27 @@ describe("tensor(typedArray, { copy })", () => {
     expect(t.tolistSync()).toEqual([1.5, 2.5]);
   });
 });
+
+describe("the default random seed", () => {
+  it("is fixed, as PyTorch's is, so unseeded programs repeat (checked in two fresh processes)", async () => {
+    const { spawnSync } = await import("node:child_process");
+    const { fileURLToPath } = await import("node:url");
+    const rng = fileURLToPath(new URL("../src/rng.ts", import.meta.url));
+    const run = () =>
+      spawnSync(
+        process.execPath,
+        [
+          "--import",
+          "tsx",
+          "-e",
+          `import(${JSON.stringify(rng)}).then((m) => console.log(m.randomUniform()))`,
+        ],
+        {
+          encoding: "utf8",
+        },
+      ).stdout.trim();
+    const a = run();
+    expect(Number(a)).toBeGreaterThanOrEqual(0);
+    expect(run()).toBe(a);
+  });
+});
