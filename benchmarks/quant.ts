@@ -19,6 +19,8 @@ import {
   Linear4bit,
   type Linear4bitKernel,
   Linear8bitLt,
+  LlamaConfig,
+  LlamaForCausalLM,
   Qwen2Config,
   Qwen2ForCausalLM,
   quantizeModel,
@@ -171,14 +173,20 @@ async function bitsPerParam(): Promise<void> {
 }
 
 // ---- 2. step time ----
-function tinyConfig(hidden: number, layers: number): Qwen2Config {
-  return new Qwen2Config({
-    vocab_size: Number(opt("--vocab", "2048")),
-    hidden_size: hidden,
-    intermediate_size: Math.round((hidden * 8) / 3 / 32) * 32,
-    num_hidden_layers: layers,
-    num_attention_heads: hidden / 64,
-    num_key_value_heads: Math.max(1, hidden / 256),
+/**
+ * The issue's reference config (../shared/anchors/torch_llama_lora_step.py): Llama, hidden 256, 4 layers,
+ * 4 heads / 2 KV heads, intermediate 688, vocab 4096, untied head, no biases.
+ */
+function referenceConfig(): LlamaConfig {
+  return new LlamaConfig({
+    vocab_size: Number(opt("--vocab", "4096")),
+    hidden_size: Number(opt("--hidden", "256")),
+    intermediate_size: Number(opt("--intermediate", "688")),
+    num_hidden_layers: Number(opt("--layers", "4")),
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    rms_norm_eps: 1e-6,
+    rope_theta: 10000,
     max_position_embeddings: 512,
     tie_word_embeddings: false,
   });
@@ -186,27 +194,25 @@ function tinyConfig(hidden: number, layers: number): Qwen2Config {
 
 /** Median step times (ms) of LoRA on the float base and of QLoRA with each Linear4bit kernel. */
 function stepTimes(backendName: string): void {
-  const hidden = Number(opt("--hidden", "512"));
-  const layers = Number(opt("--layers", "4"));
-  const B = 2;
-  const Tlen = Number(opt("--seq", "64"));
+  const B = Number(opt("--batch", "8"));
+  const Tlen = Number(opt("--seq", "128"));
   const steps = Number(opt("--steps", "5"));
   const runs: [string, Linear4bitKernel | null][] = [
     ["lora", null],
     ["fused", "fused"],
     ["chunked", "chunked"],
   ];
-  const ids = randint(0, Number(opt("--vocab", "2048")), [B, Tlen], { dtype: "int32" }).keep();
+  const ids = randint(0, Number(opt("--vocab", "4096")), [B, Tlen], { dtype: "int32" }).keep();
   const setups = runs.map(([name, kernel]) => {
     manualSeed(0);
-    let model: CausalLM = new Qwen2ForCausalLM(tinyConfig(hidden, layers));
+    let model: CausalLM = new LlamaForCausalLM(referenceConfig());
     if (kernel !== null)
       model = quantizeModel(model, {
         load_in_4bit: true,
         bnb_4bit_quant_type: "nf4",
         bnb_4bit_use_double_quant: true,
       });
-    const peft = getPeftModel(model, new LoraConfig({ r: 16, lora_alpha: 32, target_modules: "all-linear" }));
+    const peft = getPeftModel(model, new LoraConfig({ r: 8, lora_alpha: 16, target_modules: "all-linear" }));
     peft.train();
     const optim = new AdamW(peft.trainableParameters(), { lr: 1e-4 });
     return { name, kernel, peft, optim, times: [] as number[] };
@@ -239,13 +245,26 @@ function stepTimes(backendName: string): void {
 }
 
 // ---- 3. peak memory while loading ----
+function loadConfig(hidden: number, layers: number): Qwen2Config {
+  return new Qwen2Config({
+    vocab_size: 2048,
+    hidden_size: hidden,
+    intermediate_size: Math.round((hidden * 8) / 3 / 32) * 32,
+    num_hidden_layers: layers,
+    num_attention_heads: hidden / 64,
+    num_key_value_heads: Math.max(1, hidden / 256),
+    max_position_embeddings: 512,
+    tie_word_embeddings: false,
+  });
+}
+
 async function loadMemory(): Promise<void> {
   const hidden = Number(opt("--load-hidden", "1024"));
   const layers = Number(opt("--load-layers", "6"));
   const dir = mkdtempSync(path.join(os.tmpdir(), "tsgrad-bench-quant-"));
   try {
     manualSeed(0);
-    const cfg = tinyConfig(hidden, layers);
+    const cfg = loadConfig(hidden, layers);
     let model: CausalLM | null = new Qwen2ForCausalLM(cfg);
     const nParams = model.numParameters();
     await model.savePretrained(dir);
@@ -261,6 +280,7 @@ async function loadMemory(): Promise<void> {
     log(`| load | peak RSS (MiB) | RSS before loading (MiB) | RSS after (MiB) | load time (s) |`);
     log(`|---|---|---|---|---|`);
     const self = fileURLToPath(import.meta.url);
+    let quantized: { maxRssKiB: number; startRss: number; endRss: number } | null = null;
     for (const mode of ["float32", "nf4"]) {
       const r = spawnSync(process.execPath, [...process.execArgv, self, "--child", mode, dir], {
         encoding: "utf8",
@@ -271,7 +291,17 @@ async function loadMemory(): Promise<void> {
       log(
         `| ${mode === "nf4" ? "NF4 + double quant (quantized while read)" : "float32"} | ${mib(j.maxRssKiB * 1024)} | ${mib(j.startRss)} | ${mib(j.endRss)} | ${(j.ms / 1000).toFixed(2)} |`,
       );
+      if (mode === "nf4") quantized = j;
     }
+    log();
+    // The issue's bound: peak <= 1.2 x the loaded model's size + the largest single tensor of the file.
+    const largest = Math.max(cfg.vocab_size * hidden, cfg.intermediate_size * hidden) * 4;
+    const peak = quantized!.maxRssKiB * 1024 - quantized!.startRss;
+    const final = quantized!.endRss - quantized!.startRss;
+    const bound = 1.2 * final + largest;
+    log(
+      `NF4 load, growth over the RSS before loading: peak ${mib(peak)} MiB, final ${mib(final)} MiB, largest tensor ${mib(largest)} MiB; bound 1.2 x final + largest = ${mib(bound)} MiB: ${peak <= bound ? "within" : "OVER"} the bound.`,
+    );
     log();
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -306,7 +336,7 @@ async function stepSection(): Promise<void> {
   log(`## 2. Training step time: LoRA on a 4-bit base vs LoRA on the float32 base`);
   log();
   log(
-    `Qwen2-shaped model: hidden ${opt("--hidden", "512")}, ${opt("--layers", "4")} layers, vocab ${opt("--vocab", "2048")}, batch 2 x ${opt("--seq", "64")} tokens, LoRA r 16 on all linear layers, AdamW; median of ${opt("--steps", "5")} steps after one warm-up, the three variants taking turns step by step. The 4-bit base is NF4 + double quant; "fused" = the WebAssembly SIMD dequantize-and-matmul kernel (one weight row dequantized at a time); "chunked" = up to 1 Mi weights dequantized at a time into a float block, multiplied with the active backend's matmul. Linear4bit uses "chunked" unless Linear4bit.kernel = "fused".`,
+    `The issue's reference config: Llama, hidden ${opt("--hidden", "256")}, ${opt("--layers", "4")} layers, 4 heads / 2 KV heads, intermediate ${opt("--intermediate", "688")}, vocab ${opt("--vocab", "4096")}, batch ${opt("--batch", "8")} x ${opt("--seq", "128")} tokens, LoRA r 8 (alpha 16) on all seven projections, AdamW; median of ${opt("--steps", "5")} steps after one warm-up, the three variants taking turns step by step. The 4-bit base is NF4 + double quant; "fused" = the WebAssembly SIMD dequantize-and-matmul kernel (one weight row dequantized at a time); "chunked" = up to 1 Mi weights dequantized at a time into a float block, multiplied with the active backend's matmul. Linear4bit uses "chunked" unless Linear4bit.kernel = "fused".`,
   );
   log();
   log(
