@@ -14,8 +14,8 @@ import type { Kernel, KernelTable } from "../ops/signatures.js";
 import { elementwiseKernels, elementwiseModuleBytes } from "./elementwise.js";
 import { gemmModuleBytes, MEMORY_LIMITS, MR, NR, WORKSPACE_BYTES } from "./gemm.js";
 import { Heap, type WasmApi, type WasmMemory, wasmApi } from "./heap.js";
-import { CHUNK_WORDS, WorkerPool } from "./threads.js";
 import { reduceKernels, reduceModuleBytes } from "./reduce.js";
+import { CHUNK_WORDS, WorkerPool } from "./threads.js";
 import { transcendentalKernels, transcendentalModuleBytes } from "./transcendental.js";
 
 export class WasmStorage implements Storage {
