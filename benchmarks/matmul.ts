@@ -10,11 +10,12 @@
 // reported but not compared.
 
 import { execFileSync, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Backend, createCpuBackend, createWasmBackend, randn, registerBackend } from "@tsgrad/tensor";
+import { openblasDir, waitQuiet } from "./common.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
@@ -32,27 +33,6 @@ const PASSES = Number(opt("--passes", "2"));
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 const log = (s: string): void => console.error(`[bench] ${s}`);
-
-/** Waits (at most QUIET_MAX_S) until the machine is at least 90% idle over one second; returns idle %. */
-function waitQuiet(): number {
-  const sample = (): [number, number] => {
-    const f = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
-    const idle = f[3]!;
-    const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
-    return [idle, total];
-  };
-  let idlePct = 0;
-  for (let t = 0; t < QUIET_MAX_S; t++) {
-    const [i0, t0] = sample();
-    const until = Date.now() + 1000;
-    while (Date.now() < until)
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, until - Date.now());
-    const [i1, t1] = sample();
-    idlePct = (100 * (i1 - i0)) / Math.max(1, t1 - t0);
-    if (idlePct >= 90) break;
-  }
-  return Math.round(idlePct);
-}
 
 // ---- tsgrad ----
 
@@ -83,24 +63,6 @@ function benchTsgrad(device: string, sizes: number[]): Record<number, number> {
 }
 
 // ---- PyTorch ----
-
-function openblasDir(): string | null {
-  const fromEnv = process.env.TSGRAD_BENCH_OPENBLAS;
-  if (fromEnv) return fromEnv;
-  const cache = path.join(os.homedir(), ".cache", "tsgrad-bench-openblas");
-  const lib = path.join(cache, "root/usr/lib/x86_64-linux-gnu/openblas-openmp");
-  if (existsSync(path.join(lib, "libblas.so.3"))) return lib;
-  try {
-    mkdirSync(cache, { recursive: true });
-    execFileSync("apt-get", ["download", "libopenblas0-openmp"], { cwd: cache, stdio: "ignore" });
-    const deb = readdirSync(cache).find((f) => f.startsWith("libopenblas0-openmp") && f.endsWith(".deb"));
-    if (!deb) return null;
-    execFileSync("dpkg", ["-x", deb, "root"], { cwd: cache, stdio: "ignore" });
-    return existsSync(path.join(lib, "libblas.so.3")) ? lib : null;
-  } catch {
-    return null;
-  }
-}
 
 interface TorchResult {
   torch: string;
@@ -195,7 +157,7 @@ async function main(): Promise<void> {
   let tfjs: ReturnType<typeof benchTfjs> = { res: {}, info: "", error: "not run" };
   const blasDir = openblasDir();
   const idle = (name: string): void => {
-    const v = waitQuiet();
+    const v = waitQuiet(QUIET_MAX_S);
     quiet[name] = Math.min(quiet[name] ?? 100, v);
     log(`${name} (idle ${v}%)`);
   };

@@ -11,13 +11,14 @@
 //   tsx benchmarks/train-step.ts --child --mode lora --weights PREFIX --steps N --warmup W
 
 import { execFileSync, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { AdamW, LlamaConfig, LlamaForCausalLM } from "@tsgrad/nn";
 import { getPeftModel, LoraConfig } from "@tsgrad/peft";
 import { crossEntropy, getBackend, type Tensor, tensor } from "@tsgrad/tensor";
+import { openblasDir, waitQuiet } from "./common.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
@@ -195,43 +196,6 @@ async function child(): Promise<void> {
 }
 
 // ---------------- orchestrator ----------------
-
-function waitQuiet(maxS: number): number {
-  const sample = (): [number, number] => {
-    const f = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
-    return [f[3]!, f.slice(0, 8).reduce((a, b) => a + b, 0)];
-  };
-  let idlePct = 0;
-  for (let t = 0; t < maxS; t++) {
-    const [i0, t0] = sample();
-    const until = Date.now() + 1000;
-    while (Date.now() < until)
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, until - Date.now());
-    const [i1, t1] = sample();
-    idlePct = (100 * (i1 - i0)) / Math.max(1, t1 - t0);
-    if (idlePct >= 90) break;
-  }
-  return Math.round(idlePct);
-}
-
-/** OpenBLAS's libblas.so.3 directory, as benchmarks/matmul.ts finds it (TSGRAD_BENCH_OPENBLAS or a cache). */
-function openblasDir(): string | null {
-  const fromEnv = process.env.TSGRAD_BENCH_OPENBLAS;
-  if (fromEnv) return fromEnv;
-  const cache = path.join(os.homedir(), ".cache", "tsgrad-bench-openblas");
-  const lib = path.join(cache, "root/usr/lib/x86_64-linux-gnu/openblas-openmp");
-  if (existsSync(path.join(lib, "libblas.so.3"))) return lib;
-  try {
-    mkdirSync(cache, { recursive: true });
-    execFileSync("apt-get", ["download", "libopenblas0-openmp"], { cwd: cache, stdio: "ignore" });
-    const deb = readdirSync(cache).find((f) => f.startsWith("libopenblas0-openmp") && f.endsWith(".deb"));
-    if (!deb) return null;
-    execFileSync("dpkg", ["-x", deb, "root"], { cwd: cache, stdio: "ignore" });
-    return existsSync(path.join(lib, "libblas.so.3")) ? lib : null;
-  } catch {
-    return null;
-  }
-}
 
 const jsonLines = <T>(s: string): T[] =>
   s
