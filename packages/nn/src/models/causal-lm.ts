@@ -77,6 +77,26 @@ export function toFlatInts(x: IntInput, B: number, N: number, name: string): Arr
   return flat;
 }
 
+/** One decoder layer of the shape a resolved config describes (quantized loading builds them one by one). */
+export function decoderLayerFor(
+  r: ResolvedDecoderConfig,
+  options: { dtype?: DType; init?: "default" | "zeros" },
+): DecoderLayer {
+  return new DecoderLayer({
+    ...options,
+    hiddenSize: r.H,
+    numHeads: r.nH,
+    numKvHeads: r.nKV,
+    headDim: r.D,
+    qkvBias: r.qkvBias,
+    oBias: r.oBias,
+    dropout: r.attentionDropout,
+    intermediateSize: r.I,
+    rmsNormEps: r.eps,
+    mlpBias: r.mlpBias,
+  });
+}
+
 export class DecoderModel extends Module {
   embed_tokens: Embedding; // [V, H]
   layers: DecoderLayer[];
@@ -89,23 +109,7 @@ export class DecoderModel extends Module {
     super();
     const lo = { dtype: options.dtype, init: options.init };
     this.embed_tokens = new Embedding(r.V, r.H, { ...lo, paddingIdx: options.paddingIdx });
-    this.layers = Array.from(
-      { length: r.layers },
-      () =>
-        new DecoderLayer({
-          ...lo,
-          hiddenSize: r.H,
-          numHeads: r.nH,
-          numKvHeads: r.nKV,
-          headDim: r.D,
-          qkvBias: r.qkvBias,
-          oBias: r.oBias,
-          dropout: r.attentionDropout,
-          intermediateSize: r.I,
-          rmsNormEps: r.eps,
-          mlpBias: r.mlpBias,
-        }),
-    );
+    this.layers = Array.from({ length: r.layers }, () => decoderLayerFor(r, lo));
     this.norm = new RMSNorm(r.H, r.eps, lo);
     this._invFreq = ropeInvFreq(r.D, r.ropeTheta, r.ropeScaling);
   }

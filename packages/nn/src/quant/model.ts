@@ -4,9 +4,8 @@
 
 import { bfloat16BitsToFloat32, type DType, float16BitsToFloat32, type Tensor } from "@tsgrad/tensor";
 import { openSafetensors, type SafetensorsReader } from "../io/safetensors.js";
-import { DecoderLayer } from "../layers/decoder-layer.js";
 import { Linear } from "../layers/linear.js";
-import type { CausalLM } from "../models/causal-lm.js";
+import { type CausalLM, decoderLayerFor } from "../models/causal-lm.js";
 import type { ResolvedDecoderConfig } from "../models/config.js";
 import { Module } from "../module.js";
 import { BitsAndBytesConfig, type BitsAndBytesConfigFields } from "./config.js";
@@ -58,23 +57,10 @@ export function buildForQuantizedLoad(
   if (typeof L !== "number" || !Number.isInteger(L) || L < 0)
     throw new Error(`fromPretrained: num_hidden_layers ${JSON.stringify(L)} is not a non-negative integer`);
   const model = make({ ...config, num_hidden_layers: 0 });
-  // NOTE: mirrors DecoderModel's constructor; the quant-model test checks the trees stay identical.
+  // The same layers DecoderModel builds; the quant-model test checks the trees stay identical.
   const r = (model as unknown as { _r: ResolvedDecoderConfig })._r;
   for (let i = 0; i < L; i++) {
-    const layer = new DecoderLayer({
-      dtype,
-      init: "zeros",
-      hiddenSize: r.H,
-      numHeads: r.nH,
-      numKvHeads: r.nKV,
-      headDim: r.D,
-      qkvBias: r.qkvBias,
-      oBias: r.oBias,
-      dropout: r.attentionDropout,
-      intermediateSize: r.I,
-      rmsNormEps: r.eps,
-      mlpBias: r.mlpBias,
-    });
+    const layer = decoderLayerFor(r, { dtype, init: "zeros" });
     for (const [path, m] of [...layer.namedModules()]) {
       if (!(m instanceof Linear) || cfg.skips(`model.layers.${i}.${path}`)) continue;
       layer.setSubmodule(path, new PendingLinear(m.inFeatures, m.outFeatures, m.bias !== null));
