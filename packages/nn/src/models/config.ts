@@ -52,6 +52,24 @@ export interface ResolvedDecoderConfig {
 }
 
 /** Copies the JSON fields onto a config, letting null fall back to the class default (transformers' None). */
+/**
+ * What both config classes' constructors do: take the given fields, default num_key_value_heads to
+ * num_attention_heads (no GQA), and insist on the class's model_type.
+ */
+export function initDecoderConfig(
+  target: DecoderConfigFields,
+  fields: Partial<DecoderConfigFields> & Record<string, unknown>,
+  modelType: string,
+  className: string,
+): void {
+  assignFields(target, fields);
+  if (fields.num_key_value_heads == null) target.num_key_value_heads = target.num_attention_heads;
+  if (target.model_type !== modelType)
+    throw new Error(
+      `${className}: model_type must be "${modelType}", got ${JSON.stringify(target.model_type)}`,
+    );
+}
+
 export function assignFields(target: object, fields: Record<string, unknown>): void {
   for (const [k, v] of Object.entries(fields)) {
     const current = (target as Record<string, unknown>)[k];

@@ -2,7 +2,12 @@
 // mlp_bias on the MLP, and llama3 rope scaling. Config defaults are configuration_llama.py's.
 
 import { CausalLM, DecoderModel } from "./causal-lm.js";
-import { assignFields, type DecoderConfigFields, type ModelOptions, resolveDecoderConfig } from "./config.js";
+import {
+  type DecoderConfigFields,
+  initDecoderConfig,
+  type ModelOptions,
+  resolveDecoderConfig,
+} from "./config.js";
 
 export class LlamaConfig implements DecoderConfigFields {
   model_type = "llama";
@@ -35,10 +40,7 @@ export class LlamaConfig implements DecoderConfigFields {
 
   /** @example const cfg = new LlamaConfig({ hidden_size: 32, num_hidden_layers: 2, rope_theta: 500000 }); */
   constructor(fields: Partial<DecoderConfigFields> & Record<string, unknown> = {}) {
-    assignFields(this, fields);
-    if (fields.num_key_value_heads == null) this.num_key_value_heads = this.num_attention_heads;
-    if (this.model_type !== "llama")
-      throw new Error(`LlamaConfig: model_type must be "llama", got ${JSON.stringify(this.model_type)}`);
+    initDecoderConfig(this, fields, "llama", "LlamaConfig");
   }
 }
 

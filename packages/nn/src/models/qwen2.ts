@@ -2,7 +2,12 @@
 // MLP, and optionally tied input and output embeddings. Config defaults are configuration_qwen2.py's.
 
 import { CausalLM, DecoderModel } from "./causal-lm.js";
-import { assignFields, type DecoderConfigFields, type ModelOptions, resolveDecoderConfig } from "./config.js";
+import {
+  type DecoderConfigFields,
+  initDecoderConfig,
+  type ModelOptions,
+  resolveDecoderConfig,
+} from "./config.js";
 
 export class Qwen2Config implements DecoderConfigFields {
   model_type = "qwen2";
@@ -35,10 +40,7 @@ export class Qwen2Config implements DecoderConfigFields {
 
   /** @example const cfg = new Qwen2Config({ hidden_size: 32, num_hidden_layers: 2, vocab_size: 128 }); */
   constructor(fields: Partial<DecoderConfigFields> & Record<string, unknown> = {}) {
-    assignFields(this, fields);
-    if (fields.num_key_value_heads == null) this.num_key_value_heads = this.num_attention_heads;
-    if (this.model_type !== "qwen2")
-      throw new Error(`Qwen2Config: model_type must be "qwen2", got ${JSON.stringify(this.model_type)}`);
+    initDecoderConfig(this, fields, "qwen2", "Qwen2Config");
   }
 }
 

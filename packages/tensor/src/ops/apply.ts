@@ -14,7 +14,7 @@ import { Tensor } from "../tensor.js";
 import { BROADCAST_OPS, shapeRules } from "./shape-rules.js";
 import type { Attrs, InputViews, Kernel, OpName, ViewAttrs, ViewOpName } from "./signatures.js";
 
-let warnedFallback = new Set<string>();
+const warnedFallback = new Set<string>();
 
 /** A broadcast view of `t` with the given shape: size-1 and missing leading dims get stride 0. */
 export function broadcastLayout(t: Tensor, shape: readonly number[]): Tensor {
@@ -161,9 +161,4 @@ export function attachNode(out: Tensor, op: string, inputs: readonly Tensor[], v
     out.requiresGrad = true;
   }
   return out;
-}
-
-/** @internal For tests of the fallback path. */
-export function resetFallbackWarnings(): void {
-  warnedFallback = new Set();
 }
