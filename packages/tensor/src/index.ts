@@ -22,7 +22,7 @@ export { isGradEnabled, noGrad, withGradMode } from "./autograd/grad-mode.js";
 export { NON_DIFFERENTIABLE, viewVjpRules, vjpRules } from "./autograd/vjp-rules.js";
 export type { Backend, Layout, Storage, View } from "./backend/backend.js";
 export { getBackend, getCpuBackend, listBackends, registerBackend, setBackend } from "./backend/registry.js";
-export { cpuKernels, createCpuBackend } from "./backend-cpu/index.js";
+export { cpuFusedKernels, cpuKernels, createCpuBackend } from "./backend-cpu/index.js";
 export {
   createWasmBackend,
   initWasmBackend,
@@ -44,6 +44,23 @@ export {
 } from "./dtype.js";
 export { dropout } from "./functional/activations.js";
 export type { CrossEntropyOptions } from "./functional/losses.js";
+export {
+  fusedKernelsEnabled,
+  hasFused,
+  runFused,
+  setFusedKernels,
+  withFusedKernels,
+} from "./fused/dispatch.js";
+export {
+  applyRotary,
+  rmsNorm,
+  rmsNormComposition,
+  ropeComposition,
+  rotateHalf,
+  swiglu,
+  swigluComposition,
+} from "./fused/norm-act.js";
+export type { FusedKernel, FusedKernelTable, FusedName, FusedSignatures } from "./fused/signatures.js";
 export { keep, tidy } from "./memory.js";
 export type { CreateOptions } from "./ops/creation.js";
 export * from "./ops/index.js";

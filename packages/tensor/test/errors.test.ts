@@ -18,6 +18,7 @@ import {
   type Tensor,
   tensor,
   where,
+  withFusedKernels,
   zeros,
 } from "@tsgrad/tensor";
 import { describe, expect, it } from "vitest";
@@ -275,6 +276,10 @@ describe("out-of-range indices", () => {
     expect(() => crossEntropy(x23(), tensor([0, 1, 2]))).toThrow(/got \[2, 3\] and \[3\]/);
     // a target outside the classes (here 3 with C = 3, or -1 which is not ignore_index)
     expect(() => crossEntropy(x23(), tensor([0, 3]))).toThrow(
+      /crossEntropy: every target must be in \[0, 3\) or equal ignore_index -100 \(logits \[2, 3\]\); target\[1\] is 3/,
+    );
+    // the composition (no fused kernel) says the same, with gather's own words
+    expect(() => withFusedKernels(false, () => crossEntropy(x23(), tensor([0, 3])))).toThrow(
       /crossEntropy: every target must be in \[0, 3\) or equal ignore_index -100 \(logits \[2, 3\]\); gather: index 3 is out of range/,
     );
     expect(() => crossEntropy(x23(), tensor([-1, 0]))).toThrow(

@@ -3,12 +3,16 @@
 
 import type { Backend, Storage, View } from "../backend/backend.js";
 import { bytesPerElement, type DType, type TypedArray, typedArrayFor } from "../dtype.js";
+import type { FusedKernelTable } from "../fused/signatures.js";
 import type { KernelTable } from "../ops/signatures.js";
 import { elementwiseKernels } from "./kernels-elementwise.js";
+import { cpuFusedKernels } from "./kernels-fused.js";
 import { indexingKernels } from "./kernels-indexing.js";
 import { matmul } from "./kernels-matmul.js";
 import { reduceKernels } from "./kernels-reduce.js";
 import { CpuStorage, rowMajor } from "./storage.js";
+
+export { cpuFusedKernels };
 
 export const cpuKernels: KernelTable = {
   ...elementwiseKernels,
@@ -17,7 +21,11 @@ export const cpuKernels: KernelTable = {
   matmul,
 };
 
-export function createCpuBackend(name = "cpu", kernels: KernelTable = cpuKernels): Backend {
+export function createCpuBackend(
+  name = "cpu",
+  kernels: KernelTable = cpuKernels,
+  fused: Partial<FusedKernelTable> = cpuFusedKernels,
+): Backend {
   let live = 0;
   const copyOf = (data: TypedArray, dtype: DType): TypedArray => {
     const out = typedArrayFor(dtype, data.length);
@@ -27,6 +35,7 @@ export function createCpuBackend(name = "cpu", kernels: KernelTable = cpuKernels
   return {
     name,
     kernels,
+    fused,
     alloc(dtype: DType, size: number): Storage {
       live += size * bytesPerElement(dtype);
       return new CpuStorage(dtype, typedArrayFor(dtype, size));

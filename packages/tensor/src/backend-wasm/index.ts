@@ -12,6 +12,7 @@ import { CpuStorage, dataOf, rowMajor, stridedOffsets } from "../backend-cpu/sto
 import { bytesPerElement, type DType, type TypedArray, typedArrayFor } from "../dtype.js";
 import type { Kernel, KernelTable } from "../ops/signatures.js";
 import { elementwiseKernels, elementwiseModuleBytes } from "./elementwise.js";
+import { wasmFusedKernels } from "./fused.js";
 import { gemmModuleBytes, MEMORY_LIMITS, MR, NR, WORKSPACE_BYTES } from "./gemm.js";
 import { Heap, type WasmApi, type WasmMemory, wasmApi } from "./heap.js";
 import { reduceKernels, reduceModuleBytes } from "./reduce.js";
@@ -254,7 +255,8 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
     const cBytes = 4 * T * M * N;
     const aStage = heap.alloc(4 * (aHi - aLo), false);
     const bStage = heap.alloc(4 * (bHi - bLo), false);
-    const cStage = heap.alloc(cBytes);
+    // sgemm writes every element of C without reading it: no zero fill (slow on shared memory)
+    const cStage = heap.alloc(cBytes, false);
     try {
       const buf = heap.buffer;
       new Float32Array(buf, aStage, aHi - aLo).set(dataOf(a).subarray(aLo, aHi));
@@ -364,9 +366,15 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
     ...reduceKernels(rdExports, heap, options.minReduce),
   };
 
+  const fused = wasmFusedKernels({
+    heap,
+    inHeap: (v) => v.storage instanceof WasmStorage && v.storage.heap === heap,
+  });
+
   return {
     name,
     kernels,
+    fused,
     counters,
     get threads() {
       return threads;

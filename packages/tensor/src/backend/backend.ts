@@ -2,6 +2,7 @@
 // here (style guide 3.3); the frontend hands kernels strided views whose shapes it already checked.
 
 import type { DType, TypedArray } from "../dtype.js";
+import type { FusedKernelTable } from "../fused/signatures.js";
 import type { KernelTable } from "../ops/signatures.js";
 
 /** A strided window onto a storage: the same layout PyTorch keeps (shape, strides, offset in elements). */
@@ -45,4 +46,9 @@ export interface Backend {
   liveBytes(): number;
   /** A CPU backend's table is total; any other backend may implement a subset and fall back to CPU. */
   readonly kernels: Partial<KernelTable>;
+  /**
+   * Fused kernels (softmax, cross-entropy, RMSNorm, SwiGLU, RoPE, with their backwards). Optional: where
+   * one is missing the frontend runs the op's composition of primitives.
+   */
+  readonly fused?: Partial<FusedKernelTable>;
 }

@@ -1,5 +1,7 @@
 // Activations and softmax as compositions of primitives: their gradients come from the primitives'.
 
+import { hasFused } from "../fused/dispatch.js";
+import { fusedSoftmax } from "../fused/softmax.js";
 import { rand } from "../ops/creation.js";
 import { where } from "../ops/elementwise.js";
 import { normalizeDim } from "../shape.js";
@@ -28,6 +30,7 @@ export function gelu(x: Tensor, approximate: "none" | "tanh" = "none"): Tensor {
 export function softmax(x: Tensor, dim: number): Tensor {
   const d = normalizeDim("softmax", dim, x.ndim);
   if (x.shape[d] === 0) return x; // nothing to normalise (the max below has no elements to reduce)
+  if (d === x.ndim - 1 && hasFused("softmax", x)) return fusedSoftmax(x, false);
   const e = x.sub(x.max(d, true).detach()).exp();
   return e.div(e.sum(d, true));
 }
@@ -36,6 +39,7 @@ export function softmax(x: Tensor, dim: number): Tensor {
 export function logSoftmax(x: Tensor, dim: number): Tensor {
   const d = normalizeDim("logSoftmax", dim, x.ndim);
   if (x.shape[d] === 0) return x;
+  if (d === x.ndim - 1 && hasFused("logSoftmax", x)) return fusedSoftmax(x, true);
   const shifted = x.sub(x.max(d, true).detach());
   return shifted.sub(shifted.exp().sum(d, true).log());
 }

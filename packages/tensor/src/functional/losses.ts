@@ -1,5 +1,7 @@
 // Losses as pure functions of primitives.
 
+import { hasFused } from "../fused/dispatch.js";
+import { fusedCrossEntropyRows } from "../fused/softmax.js";
 import { where } from "../ops/elementwise.js";
 import { fmt } from "../shape.js";
 import type { Tensor } from "../tensor.js";
@@ -28,6 +30,13 @@ export function crossEntropy(logits: Tensor, target: Tensor, options: CrossEntro
   if (target.dtype !== "int32")
     throw new TypeError(`crossEntropy: target must be int32 class indices, got ${target.dtype}`);
   const C = logits.shape[1]!;
+  if (hasFused("crossEntropy", logits) && target.backend === logits.backend) {
+    const valid = target.ne(ignore_index);
+    const nll = fusedCrossEntropyRows(logits, target, { ignore_index, label_smoothing });
+    if (reduction === "none") return nll;
+    if (reduction === "sum") return nll.sum();
+    return nll.sum().div(valid.sum().to(nll.dtype));
+  }
   const logp = logSoftmax(logits, 1);
   const valid = target.ne(ignore_index);
   const safe = where(valid, target, 0);

@@ -1,0 +1,264 @@
+// Fused kernels against their compositions: the same values and gradients (float32 and float64, on the
+// plain TypeScript backend and on the default wasm-backed cpu device), gradients against central
+// differences through the public gradcheck (which runs the float64 TS kernels), second-order gradients
+// under createGraph, and a check that the fused path is the one taken.
+
+import {
+  applyRotary,
+  type Backend,
+  createCpuBackend,
+  crossEntropy,
+  type DType,
+  getBackend,
+  logSoftmax,
+  randint,
+  randn,
+  registerBackend,
+  rmsNorm,
+  softmax,
+  swiglu,
+  type Tensor,
+  tensor,
+  withFusedKernels,
+  withGradMode,
+} from "@tsgrad/tensor";
+import { arbTensor, assertGradients, expectAllClose, TOLERANCES } from "@tsgrad/tensor/testing";
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+
+const ts = createCpuBackend("fused-ts");
+registerBackend(ts);
+
+interface Case {
+  /** Inputs: float ones get gradients; the rest (targets) are passed through. */
+  make: (dtype: DType, device: string) => Tensor[];
+  fn: (...xs: Tensor[]) => Tensor;
+  /** The autograd op name the fused path records. */
+  op: string;
+  /** Inputs that get no gradient (RoPE's tables). */
+  constants?: number[];
+}
+
+const rows = (b: number, t: number, c: number) => [b, t, c];
+const CASES: Record<string, Case> = {
+  rmsNorm: {
+    make: (dtype, device) => [randn(rows(2, 5, 17), { dtype, device }), randn([17], { dtype, device })],
+    fn: (x, w) => rmsNorm(x!, w!, 1e-6),
+    op: "rmsNorm",
+  },
+  swiglu: {
+    make: (dtype, device) => [randn([3, 65], { dtype, device }).mul(3), randn([3, 65], { dtype, device })],
+    fn: (g, u) => swiglu(g!, u!),
+    op: "swiglu",
+  },
+  rope: {
+    make: (dtype, device) => [
+      randn([2, 3, 5, 8], { dtype, device }),
+      randn([2, 1, 5, 8], { dtype, device }),
+      randn([1, 1, 5, 8], { dtype, device }),
+    ],
+    fn: (x, c, s) => applyRotary(x!, c!, s!),
+    op: "rope",
+    constants: [1, 2],
+  },
+  softmax: {
+    make: (dtype, device) => [randn([4, 3, 33], { dtype, device }).mul(4)],
+    fn: (x) => softmax(x!, -1),
+    op: "softmax",
+  },
+  logSoftmax: {
+    make: (dtype, device) => [randn([4, 257], { dtype, device }).mul(4)],
+    fn: (x) => logSoftmax(x!, -1),
+    op: "logSoftmax",
+  },
+  crossEntropy: {
+    make: (dtype, device) => [
+      randn([9, 17], { dtype, device }).mul(3),
+      tensor([0, 16, -100, 3, 5, 5, -100, 1, 2], { dtype: "int32", device }),
+    ],
+    fn: (x, t) => crossEntropy(x!, t!),
+    op: "crossEntropy",
+  },
+  "crossEntropy, label smoothing, sum": {
+    make: (dtype, device) => [randn([6, 5], { dtype, device }), randint(0, 5, [6], { device })],
+    fn: (x, t) => crossEntropy(x!, t!, { label_smoothing: 0.1, reduction: "sum" }),
+    op: "crossEntropy",
+  },
+  "crossEntropy, none": {
+    make: (dtype, device) => [
+      randn([4, 7], { dtype, device }),
+      tensor([6, -100, 0, 2], { dtype: "int32", device }),
+    ],
+    fn: (x, t) => crossEntropy(x!, t!, { reduction: "none" }),
+    op: "crossEntropy",
+  },
+};
+
+/** Output and gradients of every float input, under a fixed projection of the output. */
+function run(
+  c: Case,
+  inputs: Tensor[],
+  fused: boolean,
+): { y: Float64Array; grads: Float64Array[]; op: string } {
+  return withFusedKernels(fused, () => {
+    const leaves = inputs.map((t, i) => {
+      const l = t.detach();
+      if (t.dtype !== "int32" && !c.constants?.includes(i)) l.requiresGrad = true;
+      return l;
+    });
+    const y = c.fn(...leaves);
+    let node = y._node;
+    while (node && !["rmsNorm", "swiglu", "rope", "softmax", "logSoftmax", "crossEntropy"].includes(node.op))
+      node = node.inputs.find((t) => t._node)?._node ?? null;
+    const v = tensor(
+      Array.from({ length: y.numel }, (_, i) => Math.sin(i + 1)),
+      { dtype: y.dtype, device: y.device },
+    ).reshape(y.shape);
+    y.mul(v).sum().backward();
+    return {
+      y: Float64Array.from(y.dataSync()),
+      grads: leaves.filter((l) => l.requiresGrad).map((l) => Float64Array.from(l.grad!.dataSync())),
+      op: node?.op ?? "",
+    };
+  });
+}
+
+for (const [device, backend] of [
+  ["fused-ts", ts],
+  ["cpu", getBackend("cpu")],
+] as [string, Backend][]) {
+  describe(`fused kernels on ${device}`, () => {
+    it("the backend has every fused kernel", () => {
+      expect(Object.keys(backend.fused ?? {}).length).toBe(11);
+    });
+    for (const [name, c] of Object.entries(CASES)) {
+      for (const dtype of ["float32", "float64"] as DType[]) {
+        it(`${name} (${dtype}) equals the composition, values and gradients`, () => {
+          const inputs = c.make(dtype, device);
+          const f = run(c, inputs, true);
+          const r = run(c, inputs, false);
+          expect(f.op).toBe(c.op);
+          expect(r.op).toBe("");
+          const tol = dtype === "float32" ? TOLERANCES.f32 : { atol: 1e-12, rtol: 1e-10 };
+          expectAllClose(f.y, r.y, tol);
+          expect(f.grads.length).toBe(r.grads.length);
+          f.grads.forEach((g, i) => expectAllClose(g, r.grads[i]!, tol));
+        });
+      }
+    }
+  });
+}
+
+describe("fused kernels: gradients against finite differences", () => {
+  const dims = fc.record({ r: fc.integer({ min: 1, max: 4 }), c: fc.integer({ min: 1, max: 9 }) });
+  it("rmsNorm", () => {
+    fc.assert(
+      fc.property(
+        dims.chain(({ r, c }) => fc.tuple(arbTensor([r, c], { avoidZero: 0.1 }), arbTensor([c]))),
+        ([x, w]) => assertGradients((a, b) => rmsNorm(a, b, 1e-5), [x, w]),
+      ),
+      { numRuns: 25 },
+    );
+  });
+  it("swiglu", () => {
+    fc.assert(
+      fc.property(
+        dims.chain(({ r, c }) => fc.tuple(arbTensor([r, c], { min: -5, max: 5 }), arbTensor([r, c]))),
+        ([g, u]) => assertGradients(swiglu, [g, u]),
+      ),
+      { numRuns: 25 },
+    );
+  });
+  it("rope (x; the tables are constants)", () => {
+    fc.assert(
+      fc.property(
+        fc
+          .record({
+            b: fc.integer({ min: 1, max: 2 }),
+            t: fc.integer({ min: 1, max: 4 }),
+            h: fc.integer({ min: 1, max: 4 }),
+          })
+          .chain(({ b, t, h }) =>
+            fc.tuple(arbTensor([b, 2, t, 2 * h]), arbTensor([b, 1, t, 2 * h]), arbTensor([1, 1, t, 2 * h])),
+          ),
+        ([x, c, s]) => assertGradients((a) => applyRotary(a, c, s), [x]),
+      ),
+      { numRuns: 25 },
+    );
+  });
+  it("softmax and logSoftmax", () => {
+    fc.assert(
+      fc.property(
+        dims.chain(({ r, c }) => arbTensor([r, c], { min: -6, max: 6 })),
+        (x) => {
+          assertGradients((a) => softmax(a, -1), [x]);
+          assertGradients((a) => logSoftmax(a, -1), [x]);
+        },
+      ),
+      { numRuns: 25 },
+    );
+  });
+  it("crossEntropy with ignored rows and label smoothing", () => {
+    fc.assert(
+      fc.property(
+        dims.chain(({ r, c }) =>
+          fc.tuple(
+            arbTensor([r, c], { min: -4, max: 4 }),
+            fc.array(fc.integer({ min: -1, max: c - 1 }), { minLength: r, maxLength: r }),
+            fc.constantFrom(0, 0.2),
+          ),
+        ),
+        ([x, t, ls]) => {
+          const target = tensor(
+            t.map((k) => (k < 0 ? -100 : k)),
+            { dtype: "int32" },
+          );
+          assertGradients((a) => crossEntropy(a, target, { label_smoothing: ls, reduction: "sum" }), [x]);
+        },
+      ),
+      { numRuns: 25 },
+    );
+  });
+  it("second-order gradients (createGraph) of every fused op", () => {
+    const x = randn([3, 6], { dtype: "float64" });
+    const w = randn([6], { dtype: "float64" });
+    const t = tensor([1, -100, 5], { dtype: "int32" });
+    const x4 = randn([1, 2, 3, 6], { dtype: "float64" });
+    const cs = randn([1, 1, 3, 6], { dtype: "float64" });
+    // the gradient at a, itself a differentiable function of a (gradcheck evaluates it under noGrad too)
+    const grad = (f: (a: Tensor) => Tensor) => (a: Tensor) =>
+      withGradMode(true, () => {
+        const leaf = a.requiresGrad ? a : a.detach().requiresGrad_();
+        const prev = leaf.grad;
+        leaf.grad = null;
+        f(leaf).square().sum().backward(undefined, { createGraph: true });
+        const g = leaf.grad!;
+        leaf.grad = prev;
+        return g;
+      });
+    assertGradients(
+      grad((a) => rmsNorm(a, w, 1e-6)),
+      [x],
+    );
+    assertGradients(
+      grad((a) => swiglu(a, x)),
+      [x],
+    );
+    assertGradients(
+      grad((a) => softmax(a, -1)),
+      [x],
+    );
+    assertGradients(
+      grad((a) => logSoftmax(a, -1)),
+      [x],
+    );
+    assertGradients(
+      grad((a) => crossEntropy(a, t, { label_smoothing: 0.1, reduction: "none" })),
+      [x],
+    );
+    assertGradients(
+      grad((a) => applyRotary(a, cs, cs.mul(0.5))),
+      [x4],
+    );
+  });
+});
