@@ -142,7 +142,7 @@ for (const [device, backend] of [
           const tol = dtype === "float32" ? TOLERANCES.f32 : { atol: 1e-12, rtol: 1e-10 };
           expectAllClose(f.y, r.y, tol);
           expect(f.grads.length).toBe(r.grads.length);
-          f.grads.forEach((g, i) => expectAllClose(g, r.grads[i]!, tol));
+          for (const [i, g] of f.grads.entries()) expectAllClose(g, r.grads[i]!, tol);
         });
       }
     }
