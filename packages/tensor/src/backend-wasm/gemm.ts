@@ -1,4 +1,4 @@
-// The float32 matmul kernel of the wasm backend, written with the emitter: C += A B over strided A and B
+// The float32 matmul kernel of the wasm backend, written with the emitter: C = A B over strided A and B
 // (any strides, so all four transpose cases and broadcast views need no copy), C row-major. Goto/BLIS
 // structure: B is packed into KC x 8 column panels, A into 4 x KC row panels, and a 4 x 8 register tile of
 // eight f32x4 accumulators runs over each pair (two B vectors and four broadcast A scalars per k step).
@@ -27,6 +27,7 @@ import {
   load32splat,
   lt,
   minI,
+  select,
   mul,
   set,
   sub,
@@ -38,7 +39,7 @@ import {
 export const MR = 4;
 export const NR = 8;
 export const KC = 256;
-export const MC = 128;
+export const MC = 32 * MR;
 export const NC = 2048;
 /** Bytes of the per-thread workspace: the A pack, the B pack and a tile scratch. */
 export const PACK_A_BYTES = MC * KC * 4;
@@ -115,21 +116,25 @@ function packA(): Func {
     f.local(),
     f.local(),
   ];
+  // Rows r of a full panel: a vector for the first four when the rows are adjacent (A transposed).
+  const rowLoads = (contiguous: boolean): Code[] => {
+    const out: Code[] = [];
+    for (let r = 0; r < MR; r++) {
+      if (contiguous && r % 4 === 0 && r + 4 <= MR) {
+        out.push(v128store(get(dst), v128load(get(s), 4 * r), 4 * r));
+        r += 3;
+      } else {
+        const src =
+          r === 0 ? get(s) : contiguous ? add(get(s), i32c(4 * r)) : add(get(s), mul(get(rs), i32c(r)));
+        out.push(f32store(get(dst), f32load(src), 4 * r));
+      }
+    }
+    return out;
+  };
   const fullRows = ifThen(
     eq(get(rs), i32c(4)),
-    forRange(p, i32c(0), get(kc), 1, v128store(get(dst), v128load(get(s))), inc(dst, 16), inc(s, get(cs))),
-    forRange(
-      p,
-      i32c(0),
-      get(kc),
-      1,
-      f32store(get(dst), f32load(get(s))),
-      f32store(get(dst), f32load(add(get(s), get(rs))), 4),
-      f32store(get(dst), f32load(add(get(s), mul(get(rs), i32c(2)))), 8),
-      f32store(get(dst), f32load(add(get(s), mul(get(rs), i32c(3)))), 12),
-      inc(dst, 16),
-      inc(s, get(cs)),
-    ),
+    forRange(p, i32c(0), get(kc), 1, ...rowLoads(true), inc(dst, 4 * MR), inc(s, get(cs))),
+    forRange(p, i32c(0), get(kc), 1, ...rowLoads(false), inc(dst, 4 * MR), inc(s, get(cs))),
   );
   const partialRows = forRange(
     p,
@@ -166,26 +171,37 @@ function and2(a: Code, b: Code): Code {
   return [...a, ...b, 0x71];
 }
 
-/** gebp(mc, nc, kc, pa, pb, c, ldc, scratch): C[mc, nc] += packedA packedB with the 4 x 8 tile. */
+/**
+ * gebp(mc, nc, kc, pa, pb, c, ldc, scratch, first): C[mc, nc] += packedA packedB with the MR x 8 tile, or
+ * C = packedA packedB when `first` is 1 (the first K block: C is never read, so it need not be zeroed).
+ */
 function gebp(): Func {
-  const f = new Func("gebp", 8);
-  const [mc, nc, kc, pa, pb, c, ldc, scratch] = [0, 1, 2, 3, 4, 5, 6, 7];
+  const f = new Func("gebp", 9);
+  const [mc, nc, kc, pa, pb, c, ldc, scratch, first] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
   const [jp, ip, cols, rows, a, b, k, cp, r, j, t1, t2] = Array.from({ length: 12 }, () => f.local());
-  const acc = Array.from({ length: 8 }, () => f.local("v128"));
+  const acc = Array.from({ length: 2 * MR }, () => f.local("v128"));
   const [b0, b1, s] = [f.local("v128"), f.local("v128"), f.local("v128")];
+  // One k step. Not unrolled here: TurboFan unrolls this loop by two itself, and unrolling further in the
+  // wasm makes it hoist every load of the group and spill accumulators.
   const step: Code[] = [set(b0, v128load(get(b))), set(b1, v128load(get(b), 16))];
   for (let i = 0; i < MR; i++) {
     step.push(set(s, load32splat(get(a), 4 * i)));
     step.push(set(acc[2 * i]!, f32x4add(get(acc[2 * i]!), f32x4mul(get(s), get(b0)))));
     step.push(set(acc[2 * i + 1]!, f32x4add(get(acc[2 * i + 1]!), f32x4mul(get(s), get(b1)))));
   }
-  step.push(inc(a, 16), inc(b, 32));
-  const storeFull: Code[] = [set(cp, add(add(get(c), mul(get(ip), get(ldc))), mul(get(jp), i32c(4))))];
-  for (let i = 0; i < MR; i++) {
-    if (i > 0) storeFull.push(inc(cp, get(ldc)));
-    storeFull.push(v128store(get(cp), f32x4add(v128load(get(cp)), get(acc[2 * i]!))));
-    storeFull.push(v128store(get(cp), f32x4add(v128load(get(cp), 16), get(acc[2 * i + 1]!)), 16));
-  }
+  step.push(inc(a, 4 * MR), inc(b, 4 * NR));
+  const storeTile = (accumulate: boolean): Code => {
+    const out: Code[] = [set(cp, add(add(get(c), mul(get(ip), get(ldc))), mul(get(jp), i32c(4))))];
+    for (let i = 0; i < MR; i++) {
+      if (i > 0) out.push(inc(cp, get(ldc)));
+      for (let h = 0; h < 2; h++) {
+        const v = get(acc[2 * i + h]!);
+        out.push(v128store(get(cp), accumulate ? f32x4add(v128load(get(cp), 16 * h), v) : v, 16 * h));
+      }
+    }
+    return cat(...out);
+  };
+  const storeFull = ifThen(get(first), storeTile(false), storeTile(true));
   const storePartial: Code[] = acc.map((v, i) => v128store(get(scratch), get(v), 16 * i));
   storePartial.push(
     forRange(
@@ -202,7 +218,7 @@ function gebp(): Func {
         f32store(
           get(cp),
           f32add(
-            f32load(get(cp)),
+            select(f32c(0), f32load(get(cp)), get(first)),
             f32load(add(get(scratch), add(mul(get(r), i32c(4 * NR)), mul(get(j), i32c(4))))),
           ),
         ),
@@ -226,15 +242,15 @@ function gebp(): Func {
       ...acc.map((v) => set(v, v128zero())),
       set(k, get(kc)),
       countDown(k, ...step),
-      ifThen(and2(eq(get(rows), i32c(MR)), eq(get(cols), i32c(NR))), cat(...storeFull), cat(...storePartial)),
+      ifThen(and2(eq(get(rows), i32c(MR)), eq(get(cols), i32c(NR))), storeFull, cat(...storePartial)),
     ),
   );
   return f;
 }
 
 /**
- * sgemm(M, N, K, a, ars, acs, b, brs, bcs, c, ldc, work): C[M, N] += A[M, K] B[K, N]; `work` is a
- * WORKSPACE_BYTES block owned by the calling thread.
+ * sgemm(M, N, K, a, ars, acs, b, brs, bcs, c, ldc, work): C[M, N] = A[M, K] B[K, N] (K > 0; C is only
+ * written, so it need not be zeroed); `work` is a WORKSPACE_BYTES block owned by the calling thread.
  */
 function sgemm(): Func {
   const f = new Func("sgemm", 12);
@@ -291,6 +307,7 @@ function sgemm(): Func {
             add(get(c), add(mul(get(ic), get(ldc)), mul(get(jc), i32c(4)))),
             get(ldc),
             get(scratch),
+            eq(get(pc), i32c(0)),
           ),
         ),
       ),
