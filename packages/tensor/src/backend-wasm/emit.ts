@@ -261,3 +261,33 @@ export function encodeModule(
   ];
   return Uint8Array.from(bytes);
 }
+
+/**
+ * i8x16.shuffle by 32-bit lanes: lane i of the result is lane `lanes[i]` of a (0-3) or of b (4-7).
+ * Four of them transpose a 4 x 4 block (see transpose4).
+ */
+export const shuffle32 = (a: Code, b: Code, lanes: readonly [number, number, number, number]): Code => [
+  ...a,
+  ...b,
+  ...simd(0x0d),
+  ...lanes.flatMap((l) => [4 * l, 4 * l + 1, 4 * l + 2, 4 * l + 3]),
+];
+
+/**
+ * Transposes the 4 x 4 block held in the v128 locals `rows` (row i = lane group of rows[i]) into the
+ * locals `out`, using `tmp` (four v128 locals) as scratch; `out` may be `rows`.
+ */
+export function transpose4(rows: readonly number[], out: readonly number[], tmp: readonly number[]): Code {
+  const [r0, r1, r2, r3] = rows as [number, number, number, number];
+  const [t0, t1, t2, t3] = tmp as [number, number, number, number];
+  return cat(
+    set(t0, shuffle32(get(r0), get(r1), [0, 4, 1, 5])),
+    set(t1, shuffle32(get(r2), get(r3), [0, 4, 1, 5])),
+    set(t2, shuffle32(get(r0), get(r1), [2, 6, 3, 7])),
+    set(t3, shuffle32(get(r2), get(r3), [2, 6, 3, 7])),
+    set(out[0]!, shuffle32(get(t0), get(t1), [0, 1, 4, 5])),
+    set(out[1]!, shuffle32(get(t0), get(t1), [2, 3, 6, 7])),
+    set(out[2]!, shuffle32(get(t2), get(t3), [0, 1, 4, 5])),
+    set(out[3]!, shuffle32(get(t2), get(t3), [2, 3, 6, 7])),
+  );
+}

@@ -25,19 +25,19 @@ import {
   ifThen,
   inc,
   load32splat,
-  lt,
   minI,
-  select,
   mul,
+  select,
   set,
   sub,
   v128load,
   v128store,
   v128zero,
 } from "./emit.js";
+import { and2, MR, NR, packA, packB } from "./gemm-pack.js";
 
-export const MR = 4;
-export const NR = 8;
+export { MR, NR };
+
 export const KC = 256;
 export const MC = 32 * MR;
 export const NC = 2048;
@@ -46,130 +46,6 @@ export const PACK_A_BYTES = MC * KC * 4;
 export const PACK_B_BYTES = NC * KC * 4;
 export const SCRATCH_BYTES = MR * NR * 4;
 export const WORKSPACE_BYTES = PACK_A_BYTES + PACK_B_BYTES + SCRATCH_BYTES;
-
-/** pack_b(dst, src, rs, cs, kc, nc): panels of 8 columns, k-major, zero-padded past nc. */
-function packB(): Func {
-  const f = new Func("pack_b", 6);
-  const [dst, src, rs, cs, kc, nc] = [0, 1, 2, 3, 4, 5];
-  const [jp, cols, s, p, jj, t1, t2] = [
-    f.local(),
-    f.local(),
-    f.local(),
-    f.local(),
-    f.local(),
-    f.local(),
-    f.local(),
-  ];
-  f.body = forRange(
-    jp,
-    i32c(0),
-    get(nc),
-    NR,
-    set(cols, minI(sub(get(nc), get(jp)), i32c(NR), t1, t2)),
-    set(s, add(get(src), mul(get(jp), get(cs)))),
-    ifThen(
-      and2(eq(get(cols), i32c(NR)), eq(get(cs), i32c(4))),
-      forRange(
-        p,
-        i32c(0),
-        get(kc),
-        1,
-        v128store(get(dst), v128load(get(s))),
-        v128store(get(dst), v128load(get(s), 16), 16),
-        inc(dst, 32),
-        inc(s, get(rs)),
-      ),
-      forRange(
-        p,
-        i32c(0),
-        get(kc),
-        1,
-        forRange(
-          jj,
-          i32c(0),
-          i32c(NR),
-          1,
-          ifThen(
-            lt(get(jj), get(cols)),
-            f32store(get(dst), f32load(add(get(s), mul(get(jj), get(cs))))),
-            f32store(get(dst), f32c(0)),
-          ),
-          inc(dst, 4),
-        ),
-        inc(s, get(rs)),
-      ),
-    ),
-  );
-  return f;
-}
-
-/** pack_a(dst, src, rs, cs, mc, kc): panels of 4 rows, k-major, zero-padded past mc. */
-function packA(): Func {
-  const f = new Func("pack_a", 6);
-  const [dst, src, rs, cs, mc, kc] = [0, 1, 2, 3, 4, 5];
-  const [ip, rows, s, p, ii, t1, t2] = [
-    f.local(),
-    f.local(),
-    f.local(),
-    f.local(),
-    f.local(),
-    f.local(),
-    f.local(),
-  ];
-  // Rows r of a full panel: a vector for the first four when the rows are adjacent (A transposed).
-  const rowLoads = (contiguous: boolean): Code[] => {
-    const out: Code[] = [];
-    for (let r = 0; r < MR; r++) {
-      if (contiguous && r % 4 === 0 && r + 4 <= MR) {
-        out.push(v128store(get(dst), v128load(get(s), 4 * r), 4 * r));
-        r += 3;
-      } else {
-        const src =
-          r === 0 ? get(s) : contiguous ? add(get(s), i32c(4 * r)) : add(get(s), mul(get(rs), i32c(r)));
-        out.push(f32store(get(dst), f32load(src), 4 * r));
-      }
-    }
-    return out;
-  };
-  const fullRows = ifThen(
-    eq(get(rs), i32c(4)),
-    forRange(p, i32c(0), get(kc), 1, ...rowLoads(true), inc(dst, 4 * MR), inc(s, get(cs))),
-    forRange(p, i32c(0), get(kc), 1, ...rowLoads(false), inc(dst, 4 * MR), inc(s, get(cs))),
-  );
-  const partialRows = forRange(
-    p,
-    i32c(0),
-    get(kc),
-    1,
-    forRange(
-      ii,
-      i32c(0),
-      i32c(MR),
-      1,
-      ifThen(
-        lt(get(ii), get(rows)),
-        f32store(get(dst), f32load(add(get(s), mul(get(ii), get(rs))))),
-        f32store(get(dst), f32c(0)),
-      ),
-      inc(dst, 4),
-    ),
-    inc(s, get(cs)),
-  );
-  f.body = forRange(
-    ip,
-    i32c(0),
-    get(mc),
-    MR,
-    set(rows, minI(sub(get(mc), get(ip)), i32c(MR), t1, t2)),
-    set(s, add(get(src), mul(get(ip), get(rs)))),
-    ifThen(eq(get(rows), i32c(MR)), fullRows, partialRows),
-  );
-  return f;
-}
-
-function and2(a: Code, b: Code): Code {
-  return [...a, ...b, 0x71];
-}
 
 /**
  * gebp(mc, nc, kc, pa, pb, c, ldc, scratch, first): C[mc, nc] += packedA packedB with the MR x 8 tile, or
