@@ -17,7 +17,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { AdamW, LlamaConfig, LlamaForCausalLM } from "@tsgrad/nn";
 import { getPeftModel, LoraConfig } from "@tsgrad/peft";
-import { crossEntropy, getBackend, type Tensor, tensor } from "@tsgrad/tensor";
+import { crossEntropy, getBackend, type Tensor, tensor, tidy } from "@tsgrad/tensor";
 import { openblasDir, waitQuiet } from "./common.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -70,6 +70,7 @@ async function child(): Promise<void> {
     threads?: number;
     startThreads?: () => Promise<boolean>;
     kernels: Record<string, unknown>;
+    fused?: Record<string, unknown>;
   };
   if (backend.startThreads) await backend.startThreads();
   // --profile: time every kernel call of the timed steps, by kernel name and argument shapes
@@ -82,9 +83,12 @@ async function child(): Promise<void> {
       const { shape, strides } = (a as { layout: { shape: number[]; strides: number[] } }).layout;
       return shape.join("x") + (shape.length > 0 && strides.at(-1) !== 1 ? "t" : "");
     };
-    for (const [name, fn] of Object.entries(backend.kernels)) {
+    const tables = [backend.kernels, backend.fused ?? {}];
+    for (const [table, name, fn] of tables.flatMap((t) =>
+      Object.entries(t).map(([k, f]) => [t, k, f] as const),
+    )) {
       if (typeof fn !== "function") continue;
-      backend.kernels[name] = (...a: unknown[]): unknown => {
+      table[name] = (...a: unknown[]): unknown => {
         if (!profiling) return fn(...a);
         const t0 = performance.now();
         const r = fn(...a);
@@ -145,11 +149,15 @@ async function child(): Promise<void> {
   const target = tensor(y.flat(), { dtype: "int32" });
   const params = new Map([...model.namedParameters()].filter(([, p]) => p.requiresGrad));
   const optim = new AdamW(params, { lr: 1e-4, weight_decay: 0.01 });
+  // As SFTTrainer runs a step: forward and backward inside tidy, so the step's tensors are freed (and their
+  // buffers reused) when it ends rather than whenever the garbage collector runs.
   const step = (): number => {
-    const { logits } = model.forward({ input_ids: x });
-    const loss: Tensor = crossEntropy(logits.reshape([TOK, VOCAB]), target);
-    const value = loss.itemSync();
-    loss.backward();
+    const value = tidy(() => {
+      const { logits } = model.forward({ input_ids: x });
+      const loss: Tensor = crossEntropy(logits.reshape([TOK, VOCAB]), target);
+      loss.backward();
+      return loss.itemSync();
+    });
     optim.step();
     optim.zeroGrad();
     return value;

@@ -77,8 +77,9 @@ export function tidy<T>(fn: () => T): T {
   collect(result, survivors);
   const parent = scopes[scopes.length - 1];
   for (const t of scope) {
-    if (t._kept) continue;
-    if (survivors.has(t)) parent?.add(t);
+    // NOTE: kept tensors are handed to the parent scope too, which skips them while they stay kept, so
+    // one that is un-kept later (a gradient that turned out to be an intermediate) is still freed there
+    if (t._kept || survivors.has(t)) parent?.add(t);
     else if (!t.isDisposed) t.dispose();
   }
   return result;

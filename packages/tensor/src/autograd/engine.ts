@@ -3,7 +3,7 @@
 // stack), reduces each gradient to its input's shape centrally (rules never handle broadcasting), and
 // accumulates into `.grad` of leaves that require grad.
 
-import { keep } from "../memory.js";
+import { keep, tidy } from "../memory.js";
 import { cast, onesLike } from "../ops/index.js";
 import { fmt, shapesEqual } from "../shape.js";
 import type { Tensor } from "../tensor.js";
@@ -60,34 +60,40 @@ export function backward(root: Tensor, gradient?: Tensor, options: { createGraph
       `backward: gradient shape ${fmt(gradient.shape)} does not match the tensor's shape ${fmt(root.shape)}`,
     );
   }
-  withGradMode(options.createGraph === true, () => {
-    const grads = new Map<Tensor, Tensor>();
-    const given = new Set<Tensor>(); // tensors already handed to a leaf as its gradient
-    // a given gradient takes the root's dtype, so a leaf root's .grad has the leaf's dtype
-    grads.set(root, gradient ? cast(gradient, root.dtype) : onesLike(root));
-    const order = topoSort(root);
-    for (let k = order.length - 1; k >= 0; k--) {
-      const t = order[k]!;
-      const g = grads.get(t);
-      if (g === undefined) continue;
-      grads.delete(t);
-      const node = t._node;
-      if (node === null) {
-        accumulateLeaf(t, g, options.createGraph === true, given);
-        continue;
+  // NOTE: the gradients made on the way are freed at the end (their buffers go back to the backend's pool
+  // for the next step) except the leaves' .grad, which are kept; under createGraph they are the graph of
+  // the leaf gradients, so they stay.
+  const scoped = options.createGraph === true ? (f: () => void) => f() : (f: () => void) => tidy(f);
+  scoped(() =>
+    withGradMode(options.createGraph === true, () => {
+      const grads = new Map<Tensor, Tensor>();
+      const given = new Set<Tensor>(); // tensors already handed to a leaf as its gradient
+      // a given gradient takes the root's dtype, so a leaf root's .grad has the leaf's dtype
+      grads.set(root, gradient ? cast(gradient, root.dtype) : onesLike(root));
+      const order = topoSort(root);
+      for (let k = order.length - 1; k >= 0; k--) {
+        const t = order[k]!;
+        const g = grads.get(t);
+        if (g === undefined) continue;
+        grads.delete(t);
+        const node = t._node;
+        if (node === null) {
+          accumulateLeaf(t, g, options.createGraph === true, given);
+          continue;
+        }
+        const needs = node.inputs.map((x) => x.requiresGrad);
+        const inputGrads = node.vjp(g, needs);
+        node.inputs.forEach((x, i) => {
+          let gi = inputGrads[i];
+          if (!needs[i] || gi == null) return;
+          gi = sumToShape(gi, x.shape);
+          if (gi.dtype !== x.dtype) gi = cast(gi, x.dtype);
+          const prev = grads.get(x);
+          grads.set(x, prev ? prev.add(gi) : gi);
+        });
       }
-      const needs = node.inputs.map((x) => x.requiresGrad);
-      const inputGrads = node.vjp(g, needs);
-      node.inputs.forEach((x, i) => {
-        let gi = inputGrads[i];
-        if (!needs[i] || gi == null) return;
-        gi = sumToShape(gi, x.shape);
-        if (gi.dtype !== x.dtype) gi = cast(gi, x.dtype);
-        const prev = grads.get(x);
-        grads.set(x, prev ? prev.add(gi) : gi);
-      });
-    }
-  });
+    }),
+  );
 }
 
 function accumulateLeaf(t: Tensor, g: Tensor, createGraph: boolean, given: Set<Tensor>): void {

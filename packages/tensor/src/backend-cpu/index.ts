@@ -10,6 +10,7 @@ import { cpuFusedKernels } from "./kernels-fused.js";
 import { indexingKernels } from "./kernels-indexing.js";
 import { matmul } from "./kernels-matmul.js";
 import { reduceKernels } from "./kernels-reduce.js";
+import { BufferPool, defaultPoolBytes } from "./pool.js";
 import { CpuStorage, rowMajor } from "./storage.js";
 
 export { cpuFusedKernels };
@@ -27,6 +28,7 @@ export function createCpuBackend(
   fused: Partial<FusedKernelTable> = cpuFusedKernels,
 ): Backend {
   let live = 0;
+  const pool = new BufferPool(defaultPoolBytes());
   const copyOf = (data: TypedArray, dtype: DType): TypedArray => {
     const out = typedArrayFor(dtype, data.length);
     out.set(data);
@@ -38,7 +40,7 @@ export function createCpuBackend(
     fused,
     alloc(dtype: DType, size: number): Storage {
       live += size * bytesPerElement(dtype);
-      return new CpuStorage(dtype, typedArrayFor(dtype, size));
+      return new CpuStorage(dtype, pool.take(dtype, size));
     },
     fromArray(data: TypedArray, dtype: DType): Storage {
       live += data.length * bytesPerElement(dtype);
@@ -58,6 +60,7 @@ export function createCpuBackend(
     free(storage: Storage): void {
       const s = storage as CpuStorage;
       live -= s.data.length * bytesPerElement(s.dtype);
+      pool.give(s.dtype, s.data);
       s.data = typedArrayFor(s.dtype, 0);
     },
     liveBytes: () => live,

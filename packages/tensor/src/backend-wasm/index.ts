@@ -8,6 +8,7 @@
 import type { Backend, Storage, View } from "../backend/backend.js";
 import { registerBackend } from "../backend/registry.js";
 import { cpuKernels } from "../backend-cpu/index.js";
+import { BufferPool, defaultPoolBytes } from "../backend-cpu/pool.js";
 import { CpuStorage, dataOf, rowMajor, stridedOffsets } from "../backend-cpu/storage.js";
 import { bytesPerElement, type DType, type TypedArray, typedArrayFor } from "../dtype.js";
 import type { Kernel, KernelTable } from "../ops/signatures.js";
@@ -202,10 +203,11 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
   };
 
   const jsStorage = options.storage === "js";
+  const buffers = new BufferPool(jsStorage ? defaultPoolBytes() : 0);
   const allocStorage = (dtype: DType, size: number): Storage => {
     if (jsStorage) {
       live += size * bytesPerElement(dtype);
-      return new CpuStorage(dtype, typedArrayFor(dtype, size));
+      return new CpuStorage(dtype, buffers.take(dtype, size));
     }
     const bytes = size * bytesPerElement(dtype);
     const addr = heap.alloc(bytes);
@@ -417,6 +419,7 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
     free(storage: Storage): void {
       if (storage instanceof CpuStorage) {
         live -= storage.data.length * bytesPerElement(storage.dtype);
+        buffers.give(storage.dtype, storage.data);
         storage.data = typedArrayFor(storage.dtype, 0);
         return;
       }
