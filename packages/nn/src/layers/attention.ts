@@ -1,5 +1,6 @@
 // Grouped-query self-attention as transformers' eager path (Qwen2Attention / LlamaAttention): project,
-// RoPE on q and k, append to the KV cache, repeat_kv, scores + additive mask, softmax in float32, o_proj.
+// RoPE on q and k, append to the KV cache, scores + additive mask, softmax in float32, o_proj. GQA groups the
+// query heads of each KV head into one matmul batch instead of repeating k and v (repeat_kv).
 
 import { cat, type DType, dropout, keep, type Tensor, tensor } from "@tsgrad/tensor";
 import { Module } from "../module.js";
@@ -45,7 +46,10 @@ export function buildAttentionMask(
   return tensor(arr, { shape: [B, 1, T, S], dtype });
 }
 
-/** repeat_kv: [B, nKV, S, d] -> [B, nKV * g, S, d], KV head j serving query heads j*g .. j*g+g-1. */
+/**
+ * repeat_kv: [B, nKV, S, d] -> [B, nKV * g, S, d], KV head j serving query heads j*g .. j*g+g-1.
+ * NOTE: Attention no longer calls it (it groups the query heads instead); kept for callers of the export.
+ */
 export function repeatKv(x: Tensor, g: number): Tensor {
   if (g === 1) return x;
   const [B, KV, S, D] = x.shape as [number, number, number, number];
@@ -55,7 +59,7 @@ export function repeatKv(x: Tensor, g: number): Tensor {
     .reshape([B, KV * g, S, D]); // [B, nH, S, d]
 }
 
-/** Keys and values of the positions seen so far, post-RoPE and before repeat_kv: [B, nKV, S, d]. */
+/** Keys and values of the positions seen so far, post-RoPE, one per KV head: [B, nKV, S, d]. */
 export interface KVCache {
   k: Tensor | null;
   v: Tensor | null;
@@ -106,11 +110,18 @@ export class Attention extends Module {
   forward(x: Tensor, ctx: AttentionContext): Tensor {
     const [B, T] = x.shape as [number, number];
     const { numHeads: nH, numKvHeads: nKV, headDim: D } = this._o;
-    const q = this.q_proj.forward(x).reshape([B, T, nH, D]).transpose(1, 2); // [B, nH, T, d]
-    let k = this.k_proj.forward(x).reshape([B, T, nKV, D]).transpose(1, 2); // [B, nKV, T, d]
-    let v = this.v_proj.forward(x).reshape([B, T, nKV, D]).transpose(1, 2); // [B, nKV, T, d]
-    const qr = applyRotary(q, ctx.cos, ctx.sin);
-    k = applyRotary(k, ctx.cos, ctx.sin);
+    const g = nH / nKV;
+    // RoPE on the projections' own layout [B, T, heads, d], seen as B*T rows [B*T, heads, 1, d] with tables
+    // [B*T, 1, 1, d]: no transposing copy before RoPE; the heads-major [B, heads, T, d] are strided views.
+    const table = (t: Tensor) => t.expand([B, 1, T, D]).reshape([B * T, 1, 1, D]);
+    const [cos, sin] = [table(ctx.cos), table(ctx.sin)];
+    const heads = (t: Tensor, n: number, rope: boolean) => {
+      const r = t.reshape([B * T, n, 1, D]);
+      return (rope ? applyRotary(r, cos, sin) : r).reshape([B, T, n, D]).transpose(1, 2);
+    };
+    const q = heads(this.q_proj.forward(x), nH, true); // [B, nH, T, d]
+    let k = heads(this.k_proj.forward(x), nKV, true); // [B, nKV, T, d]
+    let v = heads(this.v_proj.forward(x), nKV, false); // [B, nKV, T, d]
     const cache = ctx.cache;
     if (cache) {
       const [oldK, oldV] = [cache.k, cache.v];
@@ -125,16 +136,32 @@ export class Attention extends Module {
       k = cache.k;
       v = cache.v;
     }
-    const g = nH / nKV;
-    const kr = repeatKv(k, g); // [B, nH, S, d]
-    const vr = repeatKv(v, g); // [B, nH, S, d]
-    let scores = qr.matmul(kr.mT).mul(D ** -0.5); // [B, nH, T, S]
-    if (ctx.mask) scores = scores.add(ctx.mask);
+    const S = k.shape[2]!;
+    // GQA without repeat_kv: query heads j*g .. j*g+g-1 share KV head j, so q [B, nH, T, d] read as
+    // [B, nKV, g*T, d] meets k and v [B, nKV, S, d] in one batched matmul each, and k and v get their
+    // gradients without the sum over g that expand's backward would need. (g = 1: no reshape, no copy.)
+    const qg = q.reshape([B, nKV, g * T, D]);
+    let scores = qg.matmul(k.mT).mul(D ** -0.5); // [B, nKV, g*T, S]
+    if (ctx.mask)
+      scores = scores
+        .reshape([B, nKV, g, T, S])
+        .add(groupedMask(ctx.mask, nH, nKV))
+        .reshape([B, nKV, g * T, S]);
     // NOTE: softmax in (at least) float32, then back to the activation dtype, as transformers does.
     const wide = scores.dtype === "float64" ? scores : scores.to("float32");
     let probs = wide.softmax(-1).to(x.dtype);
     probs = dropout(probs, this._o.dropout ?? 0, this.training);
-    const o = probs.matmul(vr); // [B, nH, T, d]
+    const o = probs.matmul(v).reshape([B, nH, T, D]); // [B, nKV, g*T, d] -> [B, nH, T, d]
     return this.o_proj.forward(o.transpose(1, 2).reshape([B, T, nH * D])); // [B, T, H]
   }
+}
+
+/**
+ * An additive mask for scores [B, nH, T, S] made to broadcast against the grouped scores [B, nKV, g, T, S]:
+ * [B, 1, T, S] gains the group dim, [B, nH, T, S] splits its heads into (nKV, g), other ranks broadcast as is.
+ */
+function groupedMask(mask: Tensor, nH: number, nKV: number): Tensor {
+  if (mask.ndim !== 4) return mask;
+  const [b, h, t, s] = mask.shape as [number, number, number, number];
+  return h === nH && nH !== 1 ? mask.reshape([b, nKV, nH / nKV, t, s]) : mask.unsqueeze(1);
 }

@@ -2,7 +2,7 @@
 // with dimension i + d/2 (transformers apply_rotary_pos_emb; candle calls this variant `rope`). The
 // frequencies follow modeling_rope_utils.py: "default" and "llama3" (_compute_llama3_parameters).
 
-import { cat, type DType, type Tensor, tensor } from "@tsgrad/tensor";
+import { type DType, type Tensor, tensor } from "@tsgrad/tensor";
 
 export interface RopeScaling {
   rope_type?: string;
@@ -81,13 +81,7 @@ export function ropeCosSin(
   return { cos: tensor(cosArr, { shape, dtype }), sin: tensor(sinArr, { shape, dtype }) };
 }
 
-/** rotate_half(x) = cat(-x[..., d/2:], x[..., :d/2]) */
-export function rotateHalf(x: Tensor): Tensor {
-  const half = x.shape[x.ndim - 1]! / 2;
-  return cat([x.slice(-1, half).neg(), x.slice(-1, 0, half)], -1);
-}
-
-/** x * cos + rotate_half(x) * sin, for x [B, heads, T, d] and tables [B, 1, T, d]. */
-export function applyRotary(x: Tensor, cos: Tensor, sin: Tensor): Tensor {
-  return x.mul(cos).add(rotateHalf(x).mul(sin));
-}
+// rotate_half and apply_rotary_pos_emb are tensor's: a fused kernel for float32/float64 x with tables
+// [B or 1, 1, T, d] (the tables get no gradient there), the composition x * cos + rotate_half(x) * sin
+// otherwise.
+export { applyRotary, rotateHalf } from "@tsgrad/tensor";

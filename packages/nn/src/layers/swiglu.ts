@@ -1,6 +1,6 @@
 // The SwiGLU feed-forward of Qwen2 and Llama: down_proj(silu(gate_proj(x)) * up_proj(x)).
 
-import type { Tensor } from "@tsgrad/tensor";
+import { swiglu, type Tensor } from "@tsgrad/tensor";
 import { Module } from "../module.js";
 import { type LayerOptions, Linear, type LinearModule } from "./linear.js";
 
@@ -17,8 +17,8 @@ export class SwiGLU extends Module {
     this.down_proj = new Linear(intermediateSize, hiddenSize, o);
   }
 
-  /** [..., H] -> [..., I] -> [..., H] */
+  /** [..., H] -> [..., I] -> [..., H]; the act is silu (config.ts rejects any other hidden_act). */
   forward(x: Tensor): Tensor {
-    return this.down_proj.forward(this.gate_proj.forward(x).silu().mul(this.up_proj.forward(x)));
+    return this.down_proj.forward(swiglu(this.gate_proj.forward(x), this.up_proj.forward(x)));
   }
 }
