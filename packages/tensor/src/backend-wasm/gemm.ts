@@ -8,6 +8,7 @@
 import {
   add,
   type Code,
+  call,
   cat,
   countDown,
   encodeModule,
@@ -132,7 +133,6 @@ function sgemm(): Func {
   const f = new Func("sgemm", 12);
   const [M, N, K, a, ars, acs, b, brs, bcs, c, ldc, work] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
   const [jc, pc, ic, nc, kc, mc, pa, pb, scratch, t1, t2] = Array.from({ length: 11 }, () => f.local());
-  const call = (fn: number, ...args: Code[]): Code => [...args.flat(), 0x10, fn];
   f.body = cat(
     set(pa, get(work)),
     set(pb, add(get(work), i32c(PACK_A_BYTES))),
@@ -192,11 +192,63 @@ function sgemm(): Func {
   return f;
 }
 
-const FN = { pack_b: 0, pack_a: 1, gebp: 2, sgemm: 3 } as const;
+/**
+ * sgemm_packed(M, N, K, a, ars, acs, pb, npad, n0, c, ldc, work): C[M, N] = A[M, K] B[K, n0 : n0 + N] with
+ * B already packed (pack_b) at pb: K blocks of KC rows one after another, each of npad columns (N of
+ * the whole B rounded up to NR), so block pc starts at pb + 4 pc npad. n0 is a multiple of NR. The worker
+ * threads share one packed B this way instead of each packing it again.
+ */
+function sgemmPacked(): Func {
+  const f = new Func("sgemm_packed", 12);
+  const [M, N, K, a, ars, acs, pb, npad, n0, c, ldc, work] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
+  const [pc, ic, kc, mc, pa, scratch, t1, t2] = Array.from({ length: 8 }, () => f.local());
+  f.body = cat(
+    set(pa, get(work)),
+    set(scratch, add(get(work), i32c(PACK_A_BYTES + PACK_B_BYTES))),
+    forRange(
+      pc,
+      i32c(0),
+      get(K),
+      KC,
+      set(kc, minI(sub(get(K), get(pc)), i32c(KC), t1, t2)),
+      forRange(
+        ic,
+        i32c(0),
+        get(M),
+        MC,
+        set(mc, minI(sub(get(M), get(ic)), i32c(MC), t1, t2)),
+        call(
+          FN.pack_a,
+          get(pa),
+          add(get(a), add(mul(get(ic), get(ars)), mul(get(pc), get(acs)))),
+          get(ars),
+          get(acs),
+          get(mc),
+          get(kc),
+        ),
+        call(
+          FN.gebp,
+          get(mc),
+          get(N),
+          get(kc),
+          get(pa),
+          add(get(pb), mul(add(mul(get(pc), get(npad)), mul(get(n0), get(kc))), i32c(4))),
+          add(get(c), mul(get(ic), get(ldc))),
+          get(ldc),
+          get(scratch),
+          eq(get(pc), i32c(0)),
+        ),
+      ),
+    ),
+  );
+  return f;
+}
+
+const FN = { pack_b: 0, pack_a: 1, gebp: 2, sgemm: 3, sgemm_packed: 4 } as const;
 
 export const MEMORY_LIMITS = { initial: 64, maximum: 65536 } as const;
 
 /** The module's bytes; deterministic, built from this file alone. */
 export function gemmModuleBytes(): Uint8Array {
-  return encodeModule([packB(), packA(), gebp(), sgemm()], MEMORY_LIMITS);
+  return encodeModule([packB(), packA(), gebp(), sgemm(), sgemmPacked()], MEMORY_LIMITS);
 }

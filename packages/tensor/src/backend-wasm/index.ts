@@ -14,10 +14,17 @@ import { bytesPerElement, type DType, type TypedArray, typedArrayFor } from "../
 import type { Kernel, KernelTable } from "../ops/signatures.js";
 import { elementwiseKernels, elementwiseModuleBytes } from "./elementwise.js";
 import { wasmFusedKernels } from "./fused.js";
-import { gemmModuleBytes, MEMORY_LIMITS, MR, NR, WORKSPACE_BYTES } from "./gemm.js";
+import { gemmModuleBytes, KC, MEMORY_LIMITS, MR, NR, WORKSPACE_BYTES } from "./gemm.js";
 import { Heap, type WasmApi, type WasmMemory, wasmApi } from "./heap.js";
 import { reduceKernels, reduceModuleBytes } from "./reduce.js";
-import { CHUNK_WORDS, WorkerPool } from "./threads.js";
+import {
+  CHUNK_PACK_B,
+  CHUNK_PACKED,
+  CHUNK_SGEMM,
+  CHUNK_WORDS,
+  type GemmExports,
+  WorkerPool,
+} from "./threads.js";
 import { transcendentalKernels, transcendentalModuleBytes } from "./transcendental.js";
 
 export class WasmStorage implements Storage {
@@ -171,7 +178,8 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
   const ewExports = new api.Instance(elementwise, { env: { memory } }).exports;
   const trExports = new api.Instance(transcendental, { env: { memory } }).exports;
   const rdExports = new api.Instance(reduce, { env: { memory } }).exports;
-  const sgemm = exports.sgemm as (...args: number[]) => void;
+  const gemmExports = exports as unknown as GemmExports;
+  const sgemm = gemmExports.sgemm;
   const heap = new Heap(memory, 1024);
   const node = nodeThreads();
   let threads = node ? threadCount(options.threads, node.cores) : 1;
@@ -324,39 +332,60 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
       return;
     }
     // Chunks that every thread, this one included, claims from a shared counter, so a thread slowed by other
-    // load takes fewer: whole batch entries when there are enough, else rows (or columns when N > M) of each.
-    // Every chunk packs its own operand panels, so there are only a few per thread.
+    // load takes fewer. With enough batch entries a chunk is whole entries (each packs its own panels).
+    // Otherwise B of each entry is packed once, shared, by a few pack chunks, and the compute chunks are
+    // row blocks (column blocks when there are too few rows) that only pack their part of A.
     const P = p.size + 1;
     const want = CHUNKS_PER_THREAD * P;
+    const shared = T < want;
+    const per = Math.ceil(want / T);
     let mCh = M;
     let nCh = N;
-    if (T < want) {
-      const per = Math.ceil(want / T);
-      if (M >= N) mCh = Math.max(MIN_CHUNK_ROWS, Math.ceil(M / per / MR) * MR);
-      else nCh = Math.max(MIN_CHUNK_ROWS, Math.ceil(N / per / NR) * NR);
+    if (shared) {
+      mCh = Math.max(MIN_CHUNK_ROWS, Math.ceil(M / per / MR) * MR);
+      if (Math.ceil(M / mCh) < Math.min(per, P)) {
+        mCh = M;
+        nCh = Math.max(MIN_CHUNK_ROWS, Math.ceil(N / per / NR) * NR);
+      }
     }
-    const chunks = T * Math.ceil(M / mCh) * Math.ceil(N / nCh);
+    const npad = Math.ceil(N / NR) * NR;
+    const kBlocks = Math.ceil(K / KC);
+    // pack chunks: about two per thread in all, each a range of whole panels of one K block
+    const packW = Math.ceil(N / Math.max(1, Math.ceil((2 * P) / (T * kBlocks))) / NR) * NR;
+    const packs = shared ? T * kBlocks * Math.ceil(N / packW) : 0;
+    const chunks = packs + T * Math.ceil(M / mCh) * Math.ceil(N / nCh);
+    const pbBytes = shared ? 4 * T * K * npad : 0;
+    const pb = shared ? heap.alloc(pbBytes, false) : 0;
     counters.matmulThreaded++;
     const tableBytes = 4 * CHUNK_WORDS * chunks;
     const table = heap.alloc(tableBytes, false);
     const tab = new Int32Array(heap.buffer, table, CHUNK_WORDS * chunks);
     let c = 0;
+    for (let t = 0; t < T && shared; t++)
+      for (let pc = 0; pc < K; pc += KC)
+        for (let j0 = 0; j0 < N; j0 += packW, c += CHUNK_WORDS) {
+          const kc = Math.min(KC, K - pc);
+          tab[c] = CHUNK_PACK_B;
+          tab[c + 1] = pb + 4 * (t * K * npad + pc * npad + j0 * kc);
+          tab[c + 2] = bAddr + bBatch[t]! * 4 + pc * brs + j0 * bcs;
+          tab[c + 3] = kc;
+          tab[c + 4] = Math.min(packW, N - j0);
+        }
     for (let t = 0; t < T; t++)
       for (let m0 = 0; m0 < M; m0 += mCh)
         for (let n0 = 0; n0 < N; n0 += nCh, c += CHUNK_WORDS) {
-          tab[c] = aAddr + aBatch[t]! * 4 + m0 * ars;
-          tab[c + 1] = bAddr + bBatch[t]! * 4 + n0 * bcs;
-          tab[c + 2] = cBase + t * M * N * 4 + m0 * ldc + n0 * 4;
-          tab[c + 3] = Math.min(mCh, M - m0);
-          tab[c + 4] = Math.min(nCh, N - n0);
+          const a0 = aAddr + aBatch[t]! * 4 + m0 * ars;
+          const c0 = cBase + t * M * N * 4 + m0 * ldc + n0 * 4;
+          const rows = Math.min(mCh, M - m0);
+          const cols = Math.min(nCh, N - n0);
+          if (shared) tab.set([CHUNK_PACKED, a0, pb + 4 * t * K * npad, c0, rows, cols, npad, n0], c);
+          else tab.set([CHUNK_SGEMM, a0, bAddr + bBatch[t]! * 4 + n0 * bcs, c0, rows, cols], c);
         }
     try {
-      p.run({ table, count: chunks, K, ars, acs, brs, bcs, ldc }, (i) => {
-        const e = CHUNK_WORDS * i;
-        sgemm(tab[e + 3]!, tab[e + 4]!, K, tab[e]!, ars, acs, tab[e + 1]!, brs, bcs, tab[e + 2]!, ldc, work);
-      });
+      p.run({ table, count: chunks, packs, K, ars, acs, brs, bcs, ldc }, gemmExports, work, heap.buffer);
     } finally {
       heap.release(table, tableBytes);
+      if (shared) heap.release(pb, pbBytes);
     }
   };
 
