@@ -60,7 +60,14 @@ export {
   swiglu,
   swigluComposition,
 } from "./fused/norm-act.js";
-export type { FusedKernel, FusedKernelTable, FusedName, FusedSignatures } from "./fused/signatures.js";
+export { adamwComposition, adamwUpdate } from "./fused/optim.js";
+export type {
+  AdamWAttrs,
+  FusedKernel,
+  FusedKernelTable,
+  FusedName,
+  FusedSignatures,
+} from "./fused/signatures.js";
 export { keep, tidy } from "./memory.js";
 export type { CreateOptions } from "./ops/creation.js";
 export * from "./ops/index.js";

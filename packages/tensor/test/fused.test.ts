@@ -4,6 +4,8 @@
 // under createGraph, and a check that the fused path is the one taken.
 
 import {
+  adamwComposition,
+  adamwUpdate,
   applyRotary,
   type Backend,
   createCpuBackend,
@@ -129,7 +131,7 @@ for (const [device, backend] of [
 ] as [string, Backend][]) {
   describe(`fused kernels on ${device}`, () => {
     it("the backend has every fused kernel", () => {
-      expect(Object.keys(backend.fused ?? {}).length).toBe(11);
+      expect(Object.keys(backend.fused ?? {}).length).toBe(12);
     });
     for (const [name, c] of Object.entries(CASES)) {
       for (const dtype of ["float32", "float64"] as DType[]) {
@@ -148,6 +150,32 @@ for (const [device, backend] of [
     }
   });
 }
+
+describe("fused AdamW update", () => {
+  const attrs = {
+    lr: 1e-2,
+    beta1: 0.9,
+    beta2: 0.999,
+    eps: 1e-8,
+    weight_decay: 0.01,
+    bc1: 1 - 0.9 ** 3,
+    bc2Sqrt: Math.sqrt(1 - 0.999 ** 3),
+  };
+  for (const device of ["fused-ts", "cpu"])
+    for (const dtype of ["float32", "float64"] as DType[])
+      it(`equals the composition (${device}, ${dtype}) and takes the kernel`, () => {
+        const [p, g, m] = [0, 1, 2].map(() => randn([5, 33], { dtype, device }));
+        const v = randn([5, 33], { dtype, device }).square();
+        const fused = adamwUpdate(p!, g!, m!, v, attrs);
+        const ref = adamwComposition(p!, g!, m!, v, attrs);
+        const tol = dtype === "float32" ? TOLERANCES.f32 : { atol: 1e-13, rtol: 1e-11 };
+        for (const i of [0, 1, 2]) expectAllClose(fused[i]!.dataSync(), ref[i]!.dataSync(), tol);
+        // without the kernel the same call is the composition: switch fused kernels off and compare
+        const off = withFusedKernels(false, () => adamwUpdate(p!, g!, m!, v, attrs));
+        expectAllClose(off[0].dataSync(), ref[0].dataSync(), { atol: 0, rtol: 0 });
+        expect(fused[0].dataSync()).not.toEqual(p!.dataSync()); // it moved
+      });
+});
 
 describe("fused kernels: gradients against finite differences", () => {
   const dims = fc.record({ r: fc.integer({ min: 1, max: 4 }), c: fc.integer({ min: 1, max: 9 }) });

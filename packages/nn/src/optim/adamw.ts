@@ -1,7 +1,7 @@
 // AdamW with decoupled weight decay, as torch.optim.AdamW (Loshchilov & Hutter 2019, Algorithm 2), the
 // optimizer transformers' Trainer uses. State is keyed by parameter name so checkpoints are name-stable.
 
-import { keep, noGrad, type Tensor, tidy, zerosLike } from "@tsgrad/tensor";
+import { adamwUpdate, keep, noGrad, type Tensor, tidy, zerosLike } from "@tsgrad/tensor";
 import type { Parameter } from "../parameter.js";
 
 export interface AdamWOptions {
@@ -84,16 +84,13 @@ export class AdamW {
       const bc1 = 1 - b1 ** s.step;
       const bc2Sqrt = Math.sqrt(1 - b2 ** s.step);
       const st = s;
-      const [m, v, next] = tidy(() =>
-        noGrad(() => {
-          const g32 = g.to(st.exp_avg.dtype);
-          const w = p.to(st.exp_avg.dtype);
-          const m = st.exp_avg.mul(b1).add(g32.mul(1 - b1)); // m = b1 m + (1 - b1) g
-          const v = st.exp_avg_sq.mul(b2).add(g32.square().mul(1 - b2)); // v = b2 v + (1 - b2) g^2
-          const decayed = wd !== 0 ? w.mul(1 - lr * wd) : w; // decoupled decay, before the update
-          const denom = v.sqrt().div(bc2Sqrt).add(this.eps); // sqrt(v / bc2) + eps
-          return [m, v, decayed.sub(m.div(denom).mul(lr / bc1))];
-        }),
+      // decoupled decay w (1 - lr wd), m = b1 m + (1 - b1) g, v = b2 v + (1 - b2) g^2,
+      // w -= lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps): one fused pass where the backend has it
+      const attrs = { lr, beta1: b1, beta2: b2, eps: this.eps, weight_decay: wd, bc1, bc2Sqrt };
+      const [next, m, v] = tidy(() =>
+        noGrad(() =>
+          adamwUpdate(p.to(st.exp_avg.dtype), g.to(st.exp_avg.dtype), st.exp_avg, st.exp_avg_sq, attrs),
+        ),
       );
       st.exp_avg.dispose();
       st.exp_avg_sq.dispose();

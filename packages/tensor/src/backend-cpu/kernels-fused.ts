@@ -52,6 +52,22 @@ function checkTarget(t: number, N: number, C: number, ignore: number, n: number)
 }
 
 export const cpuFusedKernels: FusedKernelTable = {
+  adamw([pv, gv, mv, vv], a, [po, mo, vo]) {
+    const [p, g, m, v] = [data(pv), data(gv), data(mv), data(vv)];
+    const [P, M, V] = [data(po), data(mo), data(vo)];
+    const [pa, ga, ma, va] = [pv.layout.offset, gv.layout.offset, mv.layout.offset, vv.layout.offset];
+    const decay = 1 - a.lr * a.weight_decay;
+    const step = a.lr / a.bc1;
+    const [b1, b2] = [a.beta1, a.beta2];
+    for (let i = 0; i < P.length; i++) {
+      const gi = g[ga + i]!;
+      const mi = b1 * m[ma + i]! + (1 - b1) * gi;
+      const vi = b2 * v[va + i]! + (1 - b2) * gi * gi;
+      M[i] = mi;
+      V[i] = vi;
+      P[i] = p[pa + i]! * decay - (step * mi) / (Math.sqrt(vi) / a.bc2Sqrt + a.eps);
+    }
+  },
   rmsNorm([xv, wv], { eps }, [yv, sv]) {
     const [R, C] = rowsOf(xv);
     const x = data(xv);

@@ -52,6 +52,28 @@ export interface FusedSignatures {
     out: ["dlogits"];
     attrs: { ignore_index: number; label_smoothing: number };
   };
+  /**
+   * One AdamW update (torch.optim.AdamW, trl-peft spec 5.4): decoupled decay w (1 - lr wd), then
+   * m = b1 m + (1 - b1) g, v = b2 v + (1 - b2) g^2, w -= lr / bc1 * m / (sqrt(v) / bc2Sqrt + eps), where
+   * bc1 = 1 - b1^step and bc2Sqrt = sqrt(1 - b2^step). All four inputs have one shape and dtype.
+   */
+  adamw: {
+    in: ["param", "grad", "exp_avg", "exp_avg_sq"];
+    out: ["param", "exp_avg", "exp_avg_sq"];
+    attrs: AdamWAttrs;
+  };
+}
+
+export interface AdamWAttrs {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weight_decay: number;
+  /** 1 - beta1^step */
+  bc1: number;
+  /** sqrt(1 - beta2^step) */
+  bc2Sqrt: number;
 }
 
 export type FusedName = keyof FusedSignatures;
