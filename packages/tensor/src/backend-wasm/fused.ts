@@ -1,17 +1,212 @@
 // The wasm backend's fused kernels: the TypeScript ones (they run on the same typed-array storage), with
-// float32 kernels in WebAssembly SIMD where they win.
+// float32 kernels in WebAssembly SIMD (fused-simd.ts) for the exp-heavy ops above a size threshold:
+// softmax, logSoftmax, cross-entropy and SwiGLU, forward and backward. Operands outside the wasm memory
+// ("js" storage) are copied in and results copied out. RMSNorm and RoPE stay on the TypeScript kernels:
+// they are memory-bound loops that the copies alone would cost as much as (see fused-wasm.test.ts' notes).
 
 import type { View } from "../backend/backend.js";
 import { cpuFusedKernels } from "../backend-cpu/kernels-fused.js";
-import type { FusedKernelTable } from "../fused/signatures.js";
-import type { Heap } from "./heap.js";
+import { dataOf } from "../backend-cpu/storage.js";
+import type { FusedKernel, FusedKernelTable, FusedName } from "../fused/signatures.js";
+import { fusedModuleBytes } from "./fused-simd.js";
+import { MEMORY_LIMITS } from "./gemm.js";
+import { type Heap, wasmApi } from "./heap.js";
 
 export interface FusedContext {
   heap: Heap;
   /** Whether a view's storage lies in this backend's memory (else it must be staged in). */
   inHeap: (v: View) => boolean;
+  /** Smallest tensor (elements of the largest operand) sent to WebAssembly; default DEFAULT_MIN_FUSED. */
+  minSize?: number;
 }
 
-export function wasmFusedKernels(_ctx: FusedContext): FusedKernelTable {
-  return { ...cpuFusedKernels };
+/** Below this many elements the TypeScript kernels are as fast (measured on the 2-core Zen 5 dev machine). */
+export const DEFAULT_MIN_FUSED = 2048;
+
+/** How many fused calls ran in WebAssembly and on the TypeScript kernels, per kernel table. */
+export interface WasmFusedCounters {
+  wasm: number;
+  ts: number;
+}
+const countersOf = new WeakMap<object, WasmFusedCounters>();
+export function wasmFusedCounters(table: object): WasmFusedCounters | undefined {
+  return countersOf.get(table);
+}
+
+let compiled: object | null = null;
+
+type Fn = (...args: number[]) => void;
+
+/** Rows and row length of a contiguous view over its last dim, and its element count. */
+function rowsOf(v: View): [number, number, number] {
+  const s = v.layout.shape;
+  const C = s.length === 0 ? 1 : s[s.length - 1]!;
+  let n = 1;
+  for (const d of s) n *= d;
+  return [C === 0 ? 0 : n / C, C, n];
+}
+
+/** Byte addresses of operands in the wasm memory: in place, or copies that `done` releases. */
+class Stage {
+  private readonly blocks: [number, number][] = [];
+  private readonly outs: [View, number, number][] = [];
+  private readonly later: (() => void)[] = [];
+  constructor(
+    private readonly heap: Heap,
+    private readonly inHeap: (v: View) => boolean,
+  ) {}
+  /** The address of v's first element (n elements of 4 bytes). */
+  in(v: View, n: number): number {
+    const d = dataOf(v);
+    const start = d.byteOffset + 4 * v.layout.offset;
+    if (this.inHeap(v)) return start;
+    const addr = this.alloc(4 * n);
+    new Uint8Array(this.heap.buffer, addr, 4 * n).set(new Uint8Array(d.buffer, start, 4 * n));
+    return addr;
+  }
+  /** Where to write v (fresh, row-major, n float32); done() copies it out when staged. */
+  out(v: View, n: number): number {
+    const d = dataOf(v);
+    if (this.inHeap(v)) return d.byteOffset + 4 * v.layout.offset;
+    const addr = this.alloc(4 * n);
+    this.outs.push([v, addr, n]);
+    return addr;
+  }
+  alloc(bytes: number): number {
+    const addr = this.heap.alloc(bytes, false);
+    this.blocks.push([addr, bytes]);
+    return addr;
+  }
+  /** Runs fn after the staged outputs are copied out. */
+  after(fn: () => void): void {
+    this.later.push(fn);
+  }
+  /** Copies staged outputs out and runs the `after` steps (when `ok`), then releases every block. */
+  done(ok: boolean): void {
+    try {
+      if (!ok) return;
+      for (const [v, addr, n] of this.outs)
+        (dataOf(v) as Float32Array).set(new Float32Array(this.heap.buffer, addr, n), v.layout.offset);
+      for (const fn of this.later) fn();
+    } finally {
+      for (const [a, b] of this.blocks) this.heap.release(a, b);
+    }
+  }
+}
+
+function checkTarget(t: number, N: number, C: number, ignore: number, n: number): void {
+  if (t !== ignore && !(t >= 0 && t < C))
+    throw new RangeError(
+      `crossEntropy: every target must be in [0, ${C}) or equal ignore_index ${ignore} (logits [${N}, ${C}]); target[${n}] is ${t}`,
+    );
+}
+
+export function wasmFusedKernels(ctx: FusedContext): FusedKernelTable {
+  const api = wasmApi();
+  if (!api) return { ...cpuFusedKernels };
+  compiled ??= new api.Module(fusedModuleBytes(MEMORY_LIMITS));
+  const ex = new api.Instance(compiled, { env: { memory: ctx.heap.memory } }).exports as Record<string, Fn>;
+  const min = ctx.minSize ?? DEFAULT_MIN_FUSED;
+  const counters: WasmFusedCounters = { wasm: 0, ts: 0 };
+
+  /** Runs `body` with a Stage when x is float32 and big enough, else the TypeScript kernel. */
+  const wrap = <K extends FusedName>(name: K, body: (st: Stage, ...a: Parameters<FusedKernel<K>>) => void) =>
+    ((inputs, attrs, outs) => {
+      const x = inputs[name === "crossEntropyBackward" ? 1 : 0]! as View;
+      const [, C, n] = rowsOf(x);
+      if (x.dtype !== "float32" || n < min || C === 0) {
+        counters.ts++;
+        (cpuFusedKernels[name] as FusedKernel<K>)(inputs, attrs, outs);
+        return;
+      }
+      counters.wasm++;
+      const st = new Stage(ctx.heap, ctx.inHeap);
+      let ok = false;
+      try {
+        body(st, inputs, attrs, outs);
+        ok = true;
+      } finally {
+        st.done(ok);
+      }
+    }) as FusedKernel<K>;
+
+  const softmaxLike =
+    (fn: string) =>
+    (st: Stage, [xv]: readonly View[], _: unknown, [yv]: readonly View[]) => {
+      const [R, C, n] = rowsOf(xv!);
+      const x = st.in(xv!, n);
+      ex[fn]!(R, C, x, st.out(yv!, n));
+    };
+  const backLike =
+    (fn: string) =>
+    (st: Stage, [dyv, yv]: readonly View[], _: unknown, [dxv]: readonly View[]) => {
+      const [R, C, n] = rowsOf(yv!);
+      const dy = st.in(dyv!, n);
+      const y = st.in(yv!, n);
+      ex[fn]!(R, C, dy, y, st.out(dxv!, n));
+    };
+
+  const table: FusedKernelTable = {
+    ...cpuFusedKernels,
+    softmax: wrap("softmax", softmaxLike("softmax")),
+    logSoftmax: wrap("logSoftmax", softmaxLike("log_softmax")),
+    softmaxBackward: wrap("softmaxBackward", backLike("softmax_backward")),
+    logSoftmaxBackward: wrap("logSoftmaxBackward", backLike("log_softmax_backward")),
+    swiglu: wrap("swiglu", (st, [gv, uv], _, [yv]) => {
+      const [, , n] = rowsOf(gv);
+      const g = st.in(gv, n);
+      const u = st.in(uv, n);
+      ex.swiglu!(n, g, u, st.out(yv, n));
+    }),
+    swigluBackward: wrap("swigluBackward", (st, [dyv, gv, uv], _, [dgv, duv]) => {
+      const [, , n] = rowsOf(gv);
+      const dy = st.in(dyv, n);
+      const g = st.in(gv, n);
+      const u = st.in(uv, n);
+      ex.swiglu_backward!(n, dy, g, u, st.out(dgv, n), st.out(duv, n));
+    }),
+    crossEntropy: wrap("crossEntropy", (st, [lv, tv], { ignore_index, label_smoothing: ls }, [nv, sv]) => {
+      const [N, C, n] = rowsOf(lv);
+      const t = dataOf(tv);
+      const to = tv.layout.offset;
+      for (let r = 0; r < N; r++) checkTarget(t[to + r]!, N, C, ignore_index, r);
+      const x = st.in(lv, n);
+      const o = st.alloc(16 * N);
+      ex.lse_rows!(N, C, x, o, ls > 0 ? 1 : 0);
+      const rows = new Float64Array(ctx.heap.buffer, o, 2 * N);
+      const [xs, nll, lse] = [dataOf(lv), dataOf(nv), dataOf(sv)];
+      const lo = lv.layout.offset;
+      for (let r = 0; r < N; r++) {
+        const l = rows[2 * r]!;
+        lse[r] = l;
+        const k = t[to + r]!;
+        if (k === ignore_index) continue;
+        // -log p[k] mixed with the uniform target: (1 - ls) (lse - x[k]) + ls (lse - mean x)
+        nll[r] = (1 - ls) * (l - xs[lo + r * C + k]!) + (ls > 0 ? ls * (l - rows[2 * r + 1]! / C) : 0);
+      }
+    }),
+    crossEntropyBackward: wrap(
+      "crossEntropyBackward",
+      (st, [gv, lv, tv, sv], { ignore_index, label_smoothing: ls }, [dv]) => {
+        const [N, C, n] = rowsOf(lv);
+        const g = st.in(gv, N);
+        const x = st.in(lv, n);
+        const t = st.in(tv, N);
+        const lse = st.in(sv, N);
+        ex.ce_backward!(N, C, g, x, t, lse, st.out(dv, n), ignore_index, ls / C);
+        // the target's term, after the copy out (done() runs first for staged outputs)
+        st.after(() => {
+          const [gd, td, d] = [dataOf(gv), dataOf(tv), dataOf(dv)];
+          for (let r = 0; r < N; r++) {
+            const k = td[tv.layout.offset + r]!;
+            if (k === ignore_index) continue;
+            const i = dv.layout.offset + r * C + k;
+            d[i] = d[i]! - gd[gv.layout.offset + r]! * (1 - ls);
+          }
+        });
+      },
+    ),
+  };
+  countersOf.set(table, counters);
+  return table;
 }

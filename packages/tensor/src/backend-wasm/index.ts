@@ -62,6 +62,8 @@ export interface WasmBackendOptions {
   minReduce?: number;
   /** Smallest float32 exp/sigmoid (elements) sent to WebAssembly. */
   minTranscendental?: number;
+  /** Smallest float32 fused softmax/logSoftmax/cross-entropy/SwiGLU (elements) sent to WebAssembly. */
+  minFused?: number;
   /** Smallest total M N K split over threads. */
   minThreadedWork?: number;
   /**
@@ -400,6 +402,7 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
   const fused = wasmFusedKernels({
     heap,
     inHeap: (v) => v.storage instanceof WasmStorage && v.storage.heap === heap,
+    minSize: options.minFused,
   });
 
   return {

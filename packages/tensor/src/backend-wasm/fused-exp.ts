@@ -1,0 +1,222 @@
+// The pieces the fused float32 SIMD kernels (fused-simd.ts) are built from: the instructions emit.ts does
+// not have, the fast f32x4 exp, the scalar f64 log of the row sums and f64x2 accumulators of float32
+// vectors. The exp reduces x = n ln2 + r with a two-constant ln2 (Cody-Waite), evaluates the Cephes expf
+// polynomial of degree 6 on |r| <= ln2 / 2 and scales by 2^n as two exponent-field multiplies, so subnormal
+// results and overflow to +inf come out right; its error is below 1 ulp over the float32 range (a test
+// checks it densely against Math.exp).
+
+import {
+  type Code,
+  cat,
+  Func,
+  f32x4add,
+  f32x4mul,
+  f32x4sub,
+  f64add,
+  f64Bits,
+  f64c,
+  f64div,
+  f64gt,
+  f64lt,
+  f64mul,
+  f64sub,
+  f64x2add,
+  f64x2extract,
+  f64x2PromoteLow,
+  get,
+  i32c,
+  ifThen,
+  inc,
+  select,
+  set,
+  sub,
+  v128zero,
+} from "./emit.js";
+
+// ---- instructions emit.ts does not have (the fused kernels' own) ----
+export const simd = (op: number): Code => [0xfd, ...uleb1(op)];
+export function uleb1(n: number): Code {
+  return n < 0x80 ? [n] : [(n & 0x7f) | 0x80, n >> 7];
+}
+export const op1 =
+  (op: number) =>
+  (a: Code): Code => [...a, ...simd(op)];
+export const op2 =
+  (op: number) =>
+  (a: Code, b: Code): Code => [...a, ...b, ...simd(op)];
+export const f32x4c = (x: number): Code => [
+  ...simd(0x0c),
+  ...new Uint8Array(new Float32Array([x, x, x, x]).buffer),
+];
+export const i32x4c = (n: number): Code => [
+  ...simd(0x0c),
+  ...new Uint8Array(new Int32Array([n, n, n, n]).buffer),
+];
+export const f32x4splat = op1(0x13);
+export const f32x4lane = (v: Code, lane: number): Code => [...v, ...simd(0x1f), lane];
+export const f32x4pmax = op2(0xeb); // a < b ? b : a (a NaN b is ignored)
+export const f32x4pmin = op2(0xea); // b < a ? b : a
+export const f32x4replace0 = (v: Code, x: Code): Code => [...v, ...x, ...simd(0x20), 0];
+export const i32x4add = op2(0xae);
+export const i32x4sub = op2(0xb1);
+export const i32x4shl = op2(0xab); // (v128, i32)
+export const i32x4shrS = op2(0xac);
+/** The upper two float32 lanes moved to the lower two (for promoting them to f64x2). */
+export const highHalf = (v: Code): Code => [
+  ...v,
+  ...v,
+  ...simd(0x0d),
+  ...[8, 9, 10, 11, 12, 13, 14, 15],
+  ...[8, 9, 10, 11, 12, 13, 14, 15],
+];
+export const f32gt = (a: Code, b: Code): Code => [...a, ...b, 0x5e];
+export const f32eq = (a: Code, b: Code): Code => [...a, ...b, 0x5b];
+export const f64eq = (a: Code, b: Code): Code => [...a, ...b, 0x61];
+export const i32and = (a: Code, b: Code): Code => [...a, ...b, 0x71];
+export const i64and = (a: Code, b: Code): Code => [...a, ...b, 0x83];
+export const i64or = (a: Code, b: Code): Code => [...a, ...b, 0x84];
+export const i64shrU = (a: Code, b: Code): Code => [...a, ...b, 0x88];
+export const i64const = (n: bigint): Code => {
+  const out: Code = [0x42];
+  for (;;) {
+    const byte = Number(n & 0x7fn);
+    n >>= 7n;
+    if ((n === 0n && (byte & 0x40) === 0) || (n === -1n && (byte & 0x40) !== 0)) return [...out, byte];
+    out.push(byte | 0x80);
+  }
+};
+export const i32FromI64 = (a: Code): Code => [...a, 0xa7];
+export const f64FromI32 = (a: Code): Code => [...a, 0xb7];
+
+// ---- exp ----
+export const LOG2E = Math.LOG2E;
+export const LN2_HI = 0.693359375; // 9 significant bits: n LN2_HI is exact for |n| <= 150
+export const LN2_LO = -2.1219444e-4;
+export const EXP_POLY = [
+  1.98756915e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1,
+];
+
+export const MAGIC = 12582912; // 1.5 2^23: adding it rounds to an integer held in the low mantissa bits
+
+/**
+ * Emits exp of f32x4 expressions in one function, with its temporaries and constants in locals (`init()`
+ * sets the constants once per call: V8 rematerializes every v128.const inside a loop).
+ */
+export class VExp {
+  private readonly t: number;
+  private readonly n: number;
+  private readonly ni: number;
+  private readonly consts = new Map<string, [number, Code]>();
+  constructor(private readonly f: Func) {
+    this.t = f.local("v128");
+    this.n = f.local("v128");
+    this.ni = f.local("v128");
+  }
+  /** A local holding the constant (f32 lanes, or i32 lanes for `int`). */
+  c(x: number, int = false): Code {
+    const key = `${int ? "i" : "f"}${x}`;
+    let e = this.consts.get(key);
+    if (!e) {
+      e = [this.f.local("v128"), int ? i32x4c(x) : f32x4c(x)];
+      this.consts.set(key, e);
+    }
+    return get(e[0]);
+  }
+  /** Sets the constant locals; put it at the start of the function body. */
+  init(): Code {
+    return cat(...[...this.consts.values()].map(([l, v]) => set(l, v)));
+  }
+  /** exp of each lane of x: +inf above ~88.72, 0 below ~-103.97 (and for -inf), NaN for NaN. */
+  of(x: Code): Code {
+    const { t, n, ni } = this;
+    const c = (v: number, int = false): Code => this.c(v, int);
+    const horner = EXP_POLY.slice(1).reduce<Code>(
+      (p, k) => f32x4add(f32x4mul(p, get(t)), c(k)),
+      c(EXP_POLY[0]!),
+    );
+    return cat(
+      // clamp with pmin/pmax (NaN stays NaN); n = round(x log2 e) by the magic add, its integer from the bits
+      set(t, f32x4pmax(f32x4pmin(x, c(89)), c(-104))),
+      set(ni, f32x4add(f32x4mul(get(t), c(LOG2E)), c(MAGIC))),
+      set(n, f32x4sub(get(ni), c(MAGIC))),
+      set(ni, i32x4sub(get(ni), c(MAGIC_BITS, true))),
+      // r = x - n ln2 in two steps
+      set(t, f32x4sub(f32x4sub(get(t), f32x4mul(get(n), c(LN2_HI))), f32x4mul(get(n), c(LN2_LO)))),
+      // p = 1 + r + r^2 q(r); n1 = n >> 1, n2 = n - n1: 2^n1 and 2^n2 are normal floats
+      set(n, f32x4add(f32x4add(f32x4mul(horner, f32x4mul(get(t), get(t))), get(t)), c(1))),
+      set(t, i32x4shrS(get(ni), i32c(1))),
+      f32x4mul(
+        f32x4mul(get(n), i32x4add(i32x4shl(get(t), i32c(23)), c(ONE_BITS, true))),
+        i32x4add(i32x4shl(i32x4sub(get(ni), get(t)), i32c(23)), c(ONE_BITS, true)),
+      ),
+    );
+  }
+}
+export const MAGIC_BITS = 0x4b400000;
+export const ONE_BITS = 0x3f800000;
+
+// ---- scalar log for the row sums (f64) ----
+export const FLOG = 0;
+/** log(s) for s >= 0 or NaN (the row sums): exponent k and m in [sqrt(1/2), sqrt(2)); 2 atanh((m-1)/(m+1)). */
+export function log64(): Func {
+  const f = new Func("log64", ["f64"], "f64");
+  const s = 0;
+  const bits = f.local("i64");
+  const k = f.local();
+  const m = f.local("f64");
+  const z = f.local("f64");
+  const z2 = f.local("f64");
+  const r = f.local("f64");
+  // the series sum z2^i / (2 i + 1), i = 0..9, by Horner
+  let series: Code = f64c(1 / 19);
+  for (let i = 8; i >= 0; i--) series = f64add(f64mul(series, get(z2)), f64c(1 / (2 * i + 1)));
+  f.body = cat(
+    ifThen(
+      [...f64gt(get(s), f64c(0)), ...f64lt(get(s), f64c(Number.POSITIVE_INFINITY)), 0x71],
+      cat(
+        set(bits, i64Bits(get(s))),
+        set(k, sub(i32FromI64(i64shrU(get(bits), i64const(52n))), i32c(1023))),
+        set(m, f64Bits(i64or(i64and(get(bits), i64const(0xfffffffffffffn)), i64const(0x3ff0000000000000n)))),
+        ifThen(f64gt(get(m), f64c(Math.SQRT2)), cat(set(m, f64mul(get(m), f64c(0.5))), inc(k, 1))),
+        set(z, f64div(f64sub(get(m), f64c(1)), f64add(get(m), f64c(1)))),
+        set(z2, f64mul(get(z), get(z))),
+        set(r, f64add(f64mul(f64FromI32(get(k)), f64c(Math.LN2)), f64mul(f64mul(f64c(2), get(z)), series))),
+      ),
+      // 0 -> -inf; NaN and +inf stay (subnormal s do not occur: a row sum is 0 or at least 1)
+      set(r, select(f64c(Number.NEGATIVE_INFINITY), get(s), f64eq(get(s), f64c(0)))),
+    ),
+    get(r),
+  );
+  return f;
+}
+export const i64Bits = (a: Code): Code => [...a, 0xbd];
+
+/** f64x2 accumulators for float32 vectors: add(v) takes all four lanes, total() the scalar f64 sum. */
+export class Acc {
+  readonly a: number;
+  readonly b: number;
+  readonly v: number;
+  constructor(f: Func) {
+    this.a = f.local("v128");
+    this.b = f.local("v128");
+    this.v = f.local("v128");
+  }
+  init(): Code {
+    return cat(set(this.a, v128zero()), set(this.b, v128zero()));
+  }
+  add(e: Code): Code {
+    return cat(
+      set(this.v, e),
+      set(this.a, f64x2add(get(this.a), f64x2PromoteLow(get(this.v)))),
+      set(this.b, f64x2add(get(this.b), f64x2PromoteLow(highHalf(get(this.v))))),
+    );
+  }
+  /** Adds lane 0 of a vector only (the tail). */
+  add0(e: Code): Code {
+    return set(this.a, f64x2add(get(this.a), f64x2PromoteLow(f32x4replace0(v128zero(), f32x4lane(e, 0)))));
+  }
+  total(): Code {
+    const l = (v: number, i: number): Code => f64x2extract(get(v), i);
+    return f64add(f64add(l(this.a, 0), l(this.b, 0)), f64add(l(this.a, 1), l(this.b, 1)));
+  }
+}

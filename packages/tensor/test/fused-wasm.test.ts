@@ -1,0 +1,322 @@
+// The wasm backend's float32 SIMD fused kernels (backend-wasm/fused-simd.ts) against the TypeScript
+// kernels they replace: odd shapes, extreme values, masked (-inf) softmax rows, ignore_index and label
+// smoothing, inputs at a nonzero offset, both storages; that they run at all (the counters, a threshold of
+// 0) and that small or float64 tensors stay on the TypeScript kernels; and the fast exp alone, densely
+// against Math.exp.
+
+import { cpuFusedKernels, createWasmBackend, type DType, type View } from "@tsgrad/tensor";
+import { expectAllClose, TOLERANCES } from "@tsgrad/tensor/testing";
+import { describe, expect, it } from "vitest";
+import { DEFAULT_MIN_FUSED, wasmFusedCounters } from "../src/backend-wasm/fused.js";
+import { fusedModuleBytes } from "../src/backend-wasm/fused-simd.js";
+import { MEMORY_LIMITS } from "../src/backend-wasm/gemm.js";
+import type { FusedKernelTable, FusedName } from "../src/fused/signatures.js";
+
+const backends = {
+  js: createWasmBackend({ name: "fw-js", threads: 1, storage: "js", minFused: 0 }),
+  wasm: createWasmBackend({ name: "fw-wasm", threads: 1, storage: "wasm", minFused: 0 }),
+};
+type Which = keyof typeof backends;
+
+/** A deterministic generator (xorshift), uniform in [-1, 1). */
+function rng(seed: number): () => number {
+  let s = seed >>> 0 || 1;
+  return () => {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    return ((s >>> 0) / 2 ** 32) * 2 - 1;
+  };
+}
+
+/** A contiguous row-major view of `data` on backend `b`, placed at element offset `offset` of its storage. */
+function view(
+  which: Which,
+  data: ArrayLike<number>,
+  shape: number[],
+  dtype: DType = "float32",
+  offset = 0,
+): View {
+  const n = data.length;
+  const Ctor = dtype === "int32" ? Int32Array : dtype === "float64" ? Float64Array : Float32Array;
+  const full = new Ctor(n + offset + 3);
+  full.fill(dtype === "int32" ? 7 : Number.NaN); // junk around the view must not be read
+  full.set(data, offset);
+  const strides: number[] = [];
+  let s = 1;
+  for (let i = shape.length - 1; i >= 0; i--) {
+    strides[i] = s;
+    s *= shape[i]!;
+  }
+  return { storage: backends[which].fromArray(full, dtype), layout: { shape, strides, offset }, dtype };
+}
+const zerosView = (which: Which, shape: number[], dtype: DType = "float32"): View =>
+  view(which, new Float32Array(shape.reduce((a, b) => a * b, 1)), shape, dtype);
+
+const read = (which: Which, v: View): number[] => Array.from(backends[which].readSync!(v));
+
+/** Inputs as plain arrays with shapes; the same ones are given to both kernels. */
+type Inputs = [number[], number[], DType?][];
+interface Run {
+  name: FusedName;
+  attrs: unknown;
+  outs: number[][];
+}
+
+/** Runs `name` on the TS kernel and on backend `which`'s wasm table (inputs at `offset`), compares outputs. */
+function compare(which: Which, run: Run, inputs: Inputs, offset: number, tol = TOLERANCES.f32): void {
+  const make = (w: Which) => inputs.map(([d, shape, dtype]) => view(w, d, shape, dtype ?? "float32", offset));
+  const ref = run.outs.map((s) => zerosView("js", s));
+  const got = run.outs.map((s) => zerosView(which, s));
+  type Any = (i: View[], a: unknown, o: View[]) => void;
+  (cpuFusedKernels[run.name] as unknown as Any)(make("js"), run.attrs, ref);
+  const table = backends[which].fused as FusedKernelTable;
+  const before = wasmFusedCounters(table)!.wasm;
+  (table[run.name] as unknown as Any)(make(which), run.attrs, got);
+  expect(wasmFusedCounters(table)!.wasm).toBe(before + 1);
+  run.outs.forEach((_, i) => {
+    const a = read(which, got[i]!);
+    const b = read("js", ref[i]!);
+    expectAllClose(a, b, tol);
+  });
+}
+
+const ROWS = [1, 3, 17];
+const COLS = [1, 3, 5, 17, 65, 257, 4096];
+
+/** Row data of a kind: normal values of a scale, or extremes. */
+function rowsData(R: number, C: number, kind: string, seed: number): number[] {
+  const u = rng(seed);
+  const out: number[] = [];
+  for (let r = 0; r < R; r++)
+    for (let c = 0; c < C; c++) {
+      const v = u();
+      if (kind === "normal") out.push(v * 4);
+      else if (kind === "large") out.push(v * 3e4);
+      else if (kind === "equal") out.push(r - 5.5);
+      else if (kind === "masked")
+        out.push(c % 3 === 1 || (r === 1 && c > 0) ? Number.NEGATIVE_INFINITY : v * 8);
+      else out.push(r % 2 === 0 ? v * 200 - 100 : v * 1e-3);
+    }
+  return out;
+}
+const KINDS = ["normal", "large", "equal", "masked", "mixed"];
+
+describe.each(["js", "wasm"] as const)(
+  "wasm fused kernels (%s storage) vs the TypeScript kernels",
+  (which) => {
+    for (const name of ["softmax", "logSoftmax"] as const)
+      it(`${name}: odd shapes, extremes, -inf masks, offsets`, () => {
+        for (const R of ROWS)
+          for (const C of COLS)
+            for (const kind of KINDS) {
+              // logSoftmax of a masked row is -inf where masked; both kernels agree on the infinities
+              const x = rowsData(R, C, kind, R * 1000 + C);
+              compare(which, { name, attrs: {}, outs: [[R, C]] }, [[x, [R, C]]], C % 2);
+            }
+      });
+
+    it("softmax and logSoftmax: an all -inf row gives NaN like the TS kernel", () => {
+      const x = [Number.NEGATIVE_INFINITY, Number.NEGATIVE_INFINITY, Number.NEGATIVE_INFINITY, 1, 2, 3];
+      for (const name of ["softmax", "logSoftmax"] as const)
+        compare(which, { name, attrs: {}, outs: [[2, 3]] }, [[x, [2, 3]]], 1);
+    });
+
+    for (const name of ["softmaxBackward", "logSoftmaxBackward"] as const)
+      it(`${name}: odd shapes, offsets`, () => {
+        for (const R of ROWS)
+          for (const C of COLS) {
+            const dy = rowsData(R, C, "normal", C + 7);
+            // y as the forward would give it (a softmax, or a log-softmax of values in a usual range)
+            const x = rowsData(R, C, KINDS[(R + C) % 4]!, C + 9);
+            const fwd = name === "softmaxBackward" ? "softmax" : "logSoftmax";
+            const yv = zerosView("js", [R, C]);
+            cpuFusedKernels[fwd]([view("js", x, [R, C])], {}, [yv]);
+            const y = read("js", yv).map((v) => (Number.isFinite(v) ? v : -1e30));
+            compare(
+              which,
+              { name, attrs: {}, outs: [[R, C]] },
+              [
+                [dy, [R, C]],
+                [y, [R, C]],
+              ],
+              3,
+            );
+          }
+      });
+
+    it("crossEntropy forward and backward: ignore_index, label smoothing, extremes, offsets", () => {
+      for (const R of ROWS)
+        for (const C of COLS)
+          for (const kind of ["normal", "large", "equal", "mixed"])
+            for (const [ignore_index, label_smoothing] of [
+              [-100, 0],
+              [-100, 0.1],
+              [2, 0.25],
+            ] as const) {
+              const logits = rowsData(R, C, kind, R * 31 + C);
+              const target = Array.from({ length: R }, (_, r) => (r % 3 === 1 ? ignore_index : (r * 7) % C));
+              const attrs = { ignore_index, label_smoothing };
+              const ins: Inputs = [
+                [logits, [R, C]],
+                [target, [R], "int32"],
+              ];
+              compare(which, { name: "crossEntropy", attrs, outs: [[R], [R]] }, ins, 1);
+              const nll = zerosView("js", [R]);
+              const lse = zerosView("js", [R]);
+              cpuFusedKernels.crossEntropy(
+                [view("js", logits, [R, C]), view("js", target, [R], "int32")],
+                attrs,
+                [nll, lse],
+              );
+              const dnll = rowsData(1, R, "normal", C);
+              compare(
+                which,
+                { name: "crossEntropyBackward", attrs, outs: [[R, C]] },
+                [
+                  [dnll, [R]],
+                  [logits, [R, C]],
+                  [target, [R], "int32"],
+                  [read("js", lse), [R]],
+                ],
+                2,
+              );
+            }
+    });
+
+    it("crossEntropy: a bad target throws the TS kernel's error", () => {
+      const table = backends[which].fused as FusedKernelTable;
+      const run = (t: FusedKernelTable) => () =>
+        t.crossEntropy(
+          [view(which, new Float32Array(12), [3, 4]), view(which, [0, 4, 1], [3], "int32")],
+          { ignore_index: -100, label_smoothing: 0 },
+          [zerosView(which, [3]), zerosView(which, [3])],
+        );
+      expect(run(table)).toThrow(
+        "crossEntropy: every target must be in [0, 4) or equal ignore_index -100 (logits [3, 4]); target[1] is 4",
+      );
+      expect(run(table)).toThrow(new RegExp(errorOf(run(cpuFusedKernels)).replace(/[[\]()]/g, "\\$&")));
+    });
+
+    it("swiglu forward and backward: odd sizes, large gates, offsets", () => {
+      for (const n of [1, 3, 5, 17, 65, 257, 4099])
+        for (const kind of ["normal", "large", "mixed"]) {
+          const g = rowsData(1, n, kind, n);
+          const u = rowsData(1, n, "normal", n + 1);
+          const dy = rowsData(1, n, "normal", n + 2);
+          compare(
+            which,
+            { name: "swiglu", attrs: {}, outs: [[n]] },
+            [
+              [g, [n]],
+              [u, [n]],
+            ],
+            n % 3,
+          );
+          compare(
+            which,
+            { name: "swigluBackward", attrs: {}, outs: [[n], [n]] },
+            [
+              [dy, [n]],
+              [g, [n]],
+              [u, [n]],
+            ],
+            1,
+          );
+        }
+    });
+  },
+);
+
+function errorOf(fn: () => void): string {
+  try {
+    fn();
+  } catch (e) {
+    return (e as Error).message;
+  }
+  return "";
+}
+
+describe("wasm fused kernels: routing", () => {
+  it("small tensors and float64 run the TypeScript kernels; big float32 ones WebAssembly", () => {
+    const b = createWasmBackend({ name: "fw-default", threads: 1, storage: "js" });
+    const table = b.fused as FusedKernelTable;
+    const counters = wasmFusedCounters(table)!;
+    const x = (n: number, dtype: DType) => ({
+      storage: b.alloc(dtype, n),
+      layout: { shape: [n / 64, 64], strides: [64, 1], offset: 0 },
+      dtype,
+    });
+    table.softmax([x(64, "float32")], {}, [x(64, "float32")]);
+    table.softmax([x(DEFAULT_MIN_FUSED, "float64")], {}, [x(DEFAULT_MIN_FUSED, "float64")]);
+    expect(counters).toEqual({ wasm: 0, ts: 2 });
+    table.softmax([x(DEFAULT_MIN_FUSED, "float32")], {}, [x(DEFAULT_MIN_FUSED, "float32")]);
+    expect(counters).toEqual({ wasm: 1, ts: 2 });
+    // RMSNorm and RoPE stay on the TypeScript kernels (memory-bound: staging copies would cost as much)
+    expect(table.rmsNorm).toBe(cpuFusedKernels.rmsNorm);
+    expect(table.rope).toBe(cpuFusedKernels.rope);
+  });
+});
+
+describe("fast float32 exp (f32x4)", () => {
+  const mem = new WebAssembly.Memory({ ...MEMORY_LIMITS, shared: true });
+  mem.grow(128);
+  const ex = new WebAssembly.Instance(new WebAssembly.Module(fusedModuleBytes(MEMORY_LIMITS)), {
+    env: { memory: mem },
+  }).exports as Record<string, (...a: number[]) => number>;
+  const N = 1 << 20;
+  const X = 1024;
+  const O = X + 4 * N + 64;
+  const fb = new Float32Array(1);
+  const ib = new Int32Array(fb.buffer);
+  /** The spacing of float32 around |y| (subnormal spacing below the normal range). */
+  const ulp = (y: number): number => {
+    fb[0] = Math.abs(y);
+    ib[0] = ib[0]! + 1;
+    return fb[0]! - Math.abs(Math.fround(y));
+  };
+
+  it("is within 1 ulp of Math.exp over [-104, 89] (about 9.7 million points)", () => {
+    const x = new Float32Array(mem.buffer, X, N);
+    const o = new Float32Array(mem.buffer, O, N);
+    let worst = 0;
+    const step = 193 / (N * 9.25);
+    for (let start = -104; start < 89; start += N * step) {
+      for (let i = 0; i < N; i++) x[i] = start + i * step;
+      ex.exp!(N - 1, X, O); // an odd count: the last floats take the scalar tail
+      for (let i = 0; i < N - 1; i++) {
+        const ref = Math.exp(x[i]!);
+        const fr = Math.fround(ref);
+        const err =
+          fr === Number.POSITIVE_INFINITY ? (o[i] === fr ? 0 : 99) : Math.abs(o[i]! - ref) / ulp(fr);
+        if (err > worst) worst = err;
+      }
+    }
+    expect(worst).toBeLessThan(1);
+  });
+
+  it("special values: NaN, +-inf, overflow, underflow, subnormal results", () => {
+    const sp = [Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, 0, -0, 88.72, 88.73, 1e30];
+    const more = [-87.5, -100, -103.2, -103.9, -104, -1e30, -3.4e38, 3.4e38, 1];
+    const all = [...sp, ...more];
+    new Float32Array(mem.buffer, X, all.length).set(all);
+    ex.exp!(all.length, X, O);
+    const got = Array.from(new Float32Array(mem.buffer, O, all.length));
+    all.forEach((v, i) => {
+      const ref = Math.fround(Math.exp(Math.fround(v)));
+      if (Number.isNaN(ref)) expect(got[i]).toBeNaN();
+      else if (ref === Number.POSITIVE_INFINITY || ref === 0) expect(got[i]).toBe(ref);
+      else expect(Math.abs(got[i]! - ref)).toBeLessThanOrEqual(ulp(ref));
+    });
+  });
+
+  it("log64, the rows' log, agrees with Math.log", () => {
+    for (const s of [0, 1, 1.5, 2, Math.SQRT2, 3.999, 17, 4096, 1e6, Number.NaN, Number.POSITIVE_INFINITY]) {
+      const got = ex.log64!(s);
+      const ref = Math.log(s);
+      if (Number.isNaN(ref)) expect(got).toBeNaN();
+      else if (!Number.isFinite(ref)) expect(got).toBe(ref);
+      else expect(Math.abs(got - ref)).toBeLessThanOrEqual(1e-15 * Math.max(1, Math.abs(ref)));
+    }
+  });
+});
