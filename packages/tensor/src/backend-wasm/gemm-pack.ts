@@ -8,6 +8,7 @@ import {
   add,
   and,
   type Code,
+  cat,
   eq,
   Func,
   f32c,
@@ -37,7 +38,7 @@ export const and2 = (a: Code, b: Code): Code => [...a, ...b, 0x71];
 export function packB(): Func {
   const f = new Func("pack_b", 6);
   const [dst, src, rs, cs, kc, nc] = [0, 1, 2, 3, 4, 5];
-  const [jp, cols, s, p, jj, t1, t2, kc4, q] = Array.from({ length: 9 }, () => f.local());
+  const [jp, cols, s, p, jj, t1, t2, kc4, q, nc16] = Array.from({ length: 10 }, () => f.local());
   const col = Array.from({ length: NR }, () => f.local("v128"));
   const tmp = Array.from({ length: 4 }, () => f.local("v128"));
   // B row-major: a row of the panel is two vectors.
@@ -100,17 +101,47 @@ export function packB(): Func {
     ),
     inc(s, get(rs)),
   );
-  f.body = forRange(
-    jp,
-    i32c(0),
-    get(nc),
-    NR,
-    set(cols, minI(sub(get(nc), get(jp)), i32c(NR), t1, t2)),
-    set(s, add(get(src), mul(get(jp), get(cs)))),
-    ifThen(
-      eq(get(cols), i32c(NR)),
-      ifThen(eq(get(cs), i32c(4)), rowsContiguous, ifThen(eq(get(rs), i32c(4)), colsContiguous, partial)),
-      partial,
+  // B row-major, two panels at a time: each k then reads one 64-byte line of B once (see pack_a).
+  const d1 = f.local();
+  const pairs = [
+    set(nc16, and(get(nc), i32c(-16))),
+    forRange(
+      jp,
+      i32c(0),
+      get(nc16),
+      16,
+      set(s, add(get(src), mul(get(jp), i32c(4)))),
+      set(d1, add(get(dst), mul(get(kc), i32c(32)))),
+      forRange(
+        p,
+        i32c(0),
+        get(kc),
+        1,
+        v128store(get(dst), v128load(get(s))),
+        v128store(get(dst), v128load(get(s), 16), 16),
+        v128store(get(d1), v128load(get(s), 32)),
+        v128store(get(d1), v128load(get(s), 48), 16),
+        inc(dst, 32),
+        inc(d1, 32),
+        inc(s, get(rs)),
+      ),
+      set(dst, get(d1)),
+    ),
+  ].flat();
+  f.body = cat(
+    ifThen(eq(get(cs), i32c(4)), pairs, set(nc16, i32c(0))),
+    forRange(
+      jp,
+      get(nc16),
+      get(nc),
+      NR,
+      set(cols, minI(sub(get(nc), get(jp)), i32c(NR), t1, t2)),
+      set(s, add(get(src), mul(get(jp), get(cs)))),
+      ifThen(
+        eq(get(cols), i32c(NR)),
+        ifThen(eq(get(cs), i32c(4)), rowsContiguous, ifThen(eq(get(rs), i32c(4)), colsContiguous, partial)),
+        partial,
+      ),
     ),
   );
   return f;
@@ -120,7 +151,7 @@ export function packB(): Func {
 export function packA(): Func {
   const f = new Func("pack_a", 6);
   const [dst, src, rs, cs, mc, kc] = [0, 1, 2, 3, 4, 5];
-  const [ip, rows, s, p, ii, t1, t2, kc4, q] = Array.from({ length: 9 }, () => f.local());
+  const [ip, rows, s, p, ii, t1, t2, kc4, q, mc16] = Array.from({ length: 10 }, () => f.local());
   const row = Array.from({ length: MR }, () => f.local("v128"));
   const tmp = Array.from({ length: 4 }, () => f.local("v128"));
   const gatherCol = (rowStride: Code): Code[] =>
@@ -178,17 +209,45 @@ export function packA(): Func {
     ),
     inc(s, get(cs)),
   );
-  f.body = forRange(
-    ip,
-    i32c(0),
-    get(mc),
-    MR,
-    set(rows, minI(sub(get(mc), get(ip)), i32c(MR), t1, t2)),
-    set(s, add(get(src), mul(get(ip), get(rs)))),
-    ifThen(
-      eq(get(rows), i32c(MR)),
-      ifThen(eq(get(rs), i32c(4)), colsContiguous, ifThen(eq(get(cs), i32c(4)), rowsContiguous, strided)),
-      partial,
+  // A transposed, four panels at a time: each k then reads one 64-byte line of A once. Panel by panel, a
+  // line was read four times, and with a row stride of a multiple of 4 KiB its k rows all fall in the
+  // same L1 set and were evicted in between.
+  const d = Array.from({ length: 4 }, () => f.local());
+  const groups = [
+    set(mc16, and(get(mc), i32c(-16))),
+    forRange(
+      ip,
+      i32c(0),
+      get(mc16),
+      16,
+      set(s, add(get(src), mul(get(ip), i32c(4)))),
+      ...d.map((l, j) => set(l, add(get(dst), mul(get(kc), i32c(16 * j))))),
+      forRange(
+        p,
+        i32c(0),
+        get(kc),
+        1,
+        ...d.map((l, j) => v128store(get(l), v128load(get(s), 16 * j))),
+        ...d.map((l) => inc(l, 16)),
+        inc(s, get(cs)),
+      ),
+      inc(dst, mul(get(kc), i32c(64))),
+    ),
+  ].flat();
+  f.body = cat(
+    ifThen(eq(get(rs), i32c(4)), groups, set(mc16, i32c(0))),
+    forRange(
+      ip,
+      get(mc16),
+      get(mc),
+      MR,
+      set(rows, minI(sub(get(mc), get(ip)), i32c(MR), t1, t2)),
+      set(s, add(get(src), mul(get(ip), get(rs)))),
+      ifThen(
+        eq(get(rows), i32c(MR)),
+        ifThen(eq(get(rs), i32c(4)), colsContiguous, ifThen(eq(get(cs), i32c(4)), rowsContiguous, strided)),
+        partial,
+      ),
     ),
   );
   return f;
