@@ -10,7 +10,6 @@ import {
   type Code,
   call,
   cat,
-  countDown,
   encodeModule,
   eq,
   Func,
@@ -28,6 +27,7 @@ import {
   load32splat,
   minI,
   mul,
+  ne,
   select,
   set,
   sub,
@@ -55,7 +55,7 @@ export const WORKSPACE_BYTES = PACK_A_BYTES + PACK_B_BYTES + SCRATCH_BYTES;
 function gebp(): Func {
   const f = new Func("gebp", 9);
   const [mc, nc, kc, pa, pb, c, ldc, scratch, first] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
-  const [jp, ip, cols, rows, a, b, k, cp, r, j, t1, t2] = Array.from({ length: 12 }, () => f.local());
+  const [jp, ip, cols, rows, a, b, bEnd, cp, r, j, t1, t2] = Array.from({ length: 12 }, () => f.local());
   const acc = Array.from({ length: 2 * MR }, () => f.local("v128"));
   const [b0, b1, s] = [f.local("v128"), f.local("v128"), f.local("v128")];
   // One k step. Not unrolled here: TurboFan unrolls this loop by two itself, and unrolling further in the
@@ -117,8 +117,9 @@ function gebp(): Func {
       set(a, add(get(pa), mul(mul(get(ip), get(kc)), i32c(4)))),
       set(b, add(get(pb), mul(mul(get(jp), get(kc)), i32c(4)))),
       ...acc.map((v) => set(v, v128zero())),
-      set(k, get(kc)),
-      countDown(k, ...step),
+      // do ... while (b != bEnd): no k counter, which V8 kept on the stack
+      set(bEnd, add(get(b), mul(get(kc), i32c(4 * NR)))),
+      [0x03, 0x40, ...step.flat(), ...ne(get(b), get(bEnd)), 0x0d, 0, 0x0b],
       ifThen(and2(eq(get(rows), i32c(MR)), eq(get(cols), i32c(NR))), storeFull, cat(...storePartial)),
     ),
   );
