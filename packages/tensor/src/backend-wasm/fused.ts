@@ -21,7 +21,7 @@ export interface FusedContext {
 }
 
 /** Below this many elements the TypeScript kernels are as fast (measured on the 2-core Zen 5 dev machine). */
-export const DEFAULT_MIN_FUSED = 2048;
+export const DEFAULT_MIN_FUSED = 512;
 
 /** How many fused calls ran in WebAssembly and on the TypeScript kernels, per kernel table. */
 export interface WasmFusedCounters {
