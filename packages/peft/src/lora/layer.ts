@@ -11,9 +11,10 @@ import {
   Module,
   Parameter,
 } from "@tsgrad/nn";
-import { type DType, noGrad, type Tensor } from "@tsgrad/tensor";
+import { type DType, fusedKernelsEnabled, noGrad, type Tensor } from "@tsgrad/tensor";
 import type { AdapterLayer } from "../adapter-layer.js";
 import { ModuleDict } from "../module-dict.js";
+import { loraLinear } from "./fused.js";
 
 /** DoRA's per-output-row magnitude; saved as "<layer>.lora_magnitude_vector" (spec 5.3). */
 export class LoraMagnitude extends Module {
@@ -151,6 +152,8 @@ export class LoraLinear extends Module implements AdapterLayer {
   forward(x: Tensor): Tensor {
     if (this._disabled || this._merged.length > 0 || this._active.length === 0)
       return this.base_layer.forward(x);
+    const fused = this.fusedForward(x);
+    if (fused) return fused;
     let result = this.base_layer.forward(x);
     for (const name of this._active) {
       const A = this.lora_A.get(name)!;
@@ -164,6 +167,36 @@ export class LoraLinear extends Module implements AdapterLayer {
       result = result.add(update.to(result.dtype));
     }
     return result;
+  }
+
+  /**
+   * The single plain adapter on a dense float Linear as one op (fused.ts), when fused kernels are on:
+   * null where the composition must run (DoRA, lora_bias, a quantized or trainable base, mixed dtypes,
+   * several active adapters). Dropout draws the same mask as the composition, which applies it to the A
+   * path only.
+   */
+  private fusedForward(x: Tensor): Tensor | null {
+    if (!fusedKernelsEnabled() || this._active.length !== 1) return null;
+    const name = this._active[0]!;
+    const base = this.base_layer;
+    const B = this.lora_B.get(name)!;
+    if (
+      !(base instanceof Linear) ||
+      base.weight.requiresGrad ||
+      B.bias ||
+      this.lora_magnitude_vector.get(name)
+    )
+      return null;
+    const A = this.lora_A.get(name)!.weight;
+    const W = base.weight;
+    const dt = x.dtype;
+    if (dt !== "float32" && dt !== "float64") return null;
+    if (W.dtype !== dt || A.dtype !== dt || B.weight.dtype !== dt || (base.bias && base.bias.dtype !== dt))
+      return null;
+    const x2 = x.reshape([-1, this.inFeatures]);
+    const xd = this.lora_dropout.get(name)!.forward(x2);
+    const y = loraLinear(x2, xd, W, A, B.weight, base.bias, this.scaling(name));
+    return y.reshape([...x.shape.slice(0, -1), this.outFeatures]);
   }
 
   /**
