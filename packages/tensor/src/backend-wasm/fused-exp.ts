@@ -3,12 +3,15 @@
 // vectors. The exp reduces x = n ln2 + r with a two-constant ln2 (Cody-Waite), evaluates the Cephes expf
 // polynomial of degree 6 on |r| <= ln2 / 2 and scales by 2^n as two exponent-field multiplies, so subnormal
 // results and overflow to +inf come out right; its error is below 1 ulp over the float32 range (a test
-// checks it densely against Math.exp).
+// checks it densely against Math.exp). Then the row loops the kernels share.
 
 import {
+  add,
   type Code,
   cat,
   Func,
+  f32load,
+  f32store,
   f32x4add,
   f32x4mul,
   f32x4sub,
@@ -23,13 +26,18 @@ import {
   f64x2add,
   f64x2extract,
   f64x2PromoteLow,
+  forRange,
   get,
   i32c,
   ifThen,
   inc,
+  mul,
   select,
   set,
   sub,
+  type ValType,
+  v128load,
+  v128store,
   v128zero,
 } from "./emit.js";
 
@@ -220,3 +228,55 @@ export class Acc {
     return f64add(f64add(l(this.a, 0), l(this.b, 0)), f64add(l(this.a, 1), l(this.b, 1)));
   }
 }
+
+// ---- row helpers: C floats per row, 4 C bytes; c4 = bytes of the whole vectors ----
+export interface Row {
+  f: Func;
+  k: number;
+  cb: number;
+  c4: number;
+}
+export const at = (base: number, k: number): Code => add(get(base), get(k));
+
+/** Loops a vector body over the row's whole vectors, then a lane-0 body over the tail floats. */
+export function rowLoop(w: Row, vec: Code, tail: Code): Code {
+  return cat(forRange(w.k, i32c(0), get(w.c4), 16, vec), forRange(w.k, get(w.c4), get(w.cb), 4, tail));
+}
+
+/** A rows function (R, C, ...pointers): per row, `body`, then every pointer in `rowPtrs` advances a row. */
+export function rowsFunc(
+  name: string,
+  params: number,
+  rowPtrs: number[],
+  body: (w: Row, ex: VExp) => Code,
+  extraParams: ValType[] = [],
+): Func {
+  const f = new Func(name, [...new Array<"i32">(params).fill("i32"), ...extraParams]);
+  const [R, C] = [0, 1];
+  const r = f.local();
+  const w: Row = { f, k: f.local(), cb: f.local(), c4: f.local() };
+  const ex = new VExp(f);
+  const b = body(w, ex);
+  f.body = cat(
+    ex.init(),
+    set(w.cb, mul(get(C), i32c(4))),
+    set(w.c4, i32and(get(w.cb), i32c(-16))),
+    forRange(r, i32c(0), get(R), 1, b, ...rowPtrs.map((p) => inc(p, get(w.cb)))),
+  );
+  return f;
+}
+
+/** Vector and lane-0 forms of a per-element expression of loaded vectors. */
+export const both = (
+  w: Row,
+  ptrs: number[],
+  fn: (...v: Code[]) => Code,
+  store: (addr: Code, v: Code) => Code,
+  o: number,
+) =>
+  rowLoop(
+    w,
+    store(at(o, w.k), fn(...ptrs.map((p) => v128load(at(p, w.k))))),
+    f32store(at(o, w.k), f32x4lane(fn(...ptrs.map((p) => f32x4splat(f32load(at(p, w.k))))), 0)),
+  );
+export const vstore = (a: Code, v: Code): Code => v128store(a, v);

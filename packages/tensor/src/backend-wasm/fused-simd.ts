@@ -38,6 +38,8 @@ import {
 } from "./emit.js";
 import {
   Acc,
+  at,
+  both,
   FLOG,
   f32eq,
   f32gt,
@@ -47,23 +49,14 @@ import {
   f32x4splat,
   i32and,
   log64,
+  type Row,
+  rowLoop,
+  rowsFunc,
   VExp,
+  vstore,
 } from "./fused-exp.js";
+import { normFuncs } from "./fused-norm.js";
 import type { MEMORY_LIMITS } from "./gemm.js";
-
-// ---- row helpers: C floats per row, 4 C bytes; c4 = bytes of the whole vectors ----
-interface Row {
-  f: Func;
-  k: number;
-  cb: number;
-  c4: number;
-}
-const at = (base: number, k: number): Code => add(get(base), get(k));
-
-/** Loops a vector body over the row's whole vectors, then a lane-0 body over the tail floats. */
-function rowLoop(w: Row, vec: Code, tail: Code): Code {
-  return cat(forRange(w.k, i32c(0), get(w.c4), 16, vec), forRange(w.k, get(w.c4), get(w.cb), 4, tail));
-}
 
 /** m (f32 local) = the row's maximum, NaNs ignored (as `if (x > m) m = x`); an all -inf row gives 0. */
 function rowMax(w: Row, x: number, m: number): Code {
@@ -79,44 +72,6 @@ function rowMax(w: Row, x: number, m: number): Code {
     ifThen(f32eq(get(m), f32c(Number.NEGATIVE_INFINITY)), set(m, f32c(0))),
   );
 }
-
-/** A rows function (R, C, ...pointers): per row, `body`, then every pointer in `rowPtrs` advances a row. */
-function rowsFunc(
-  name: string,
-  params: number,
-  rowPtrs: number[],
-  body: (w: Row, ex: VExp) => Code,
-  extraParams: ("i32" | "f32")[] = [],
-): Func {
-  const f = new Func(name, [...new Array<"i32">(params).fill("i32"), ...extraParams]);
-  const [R, C] = [0, 1];
-  const r = f.local();
-  const w: Row = { f, k: f.local(), cb: f.local(), c4: f.local() };
-  const ex = new VExp(f);
-  const b = body(w, ex);
-  f.body = cat(
-    ex.init(),
-    set(w.cb, mul(get(C), i32c(4))),
-    set(w.c4, i32and(get(w.cb), i32c(-16))),
-    forRange(r, i32c(0), get(R), 1, b, ...rowPtrs.map((p) => inc(p, get(w.cb)))),
-  );
-  return f;
-}
-
-/** Vector and lane-0 forms of a per-element expression of loaded vectors. */
-const both = (
-  w: Row,
-  ptrs: number[],
-  fn: (...v: Code[]) => Code,
-  store: (addr: Code, v: Code) => Code,
-  o: number,
-) =>
-  rowLoop(
-    w,
-    store(at(o, w.k), fn(...ptrs.map((p) => v128load(at(p, w.k))))),
-    f32store(at(o, w.k), f32x4lane(fn(...ptrs.map((p) => f32x4splat(f32load(at(p, w.k))))), 0)),
-  );
-const vstore = (a: Code, v: Code): Code => v128store(a, v);
 
 /** softmax(R, C, x, o) and log_softmax(R, C, x, o) over rows. */
 function softmaxRows(log: boolean): Func {
@@ -328,6 +283,7 @@ export function fusedModuleBytes(memory: typeof MEMORY_LIMITS): Uint8Array {
       ceBackward(),
       swiglu(),
       swigluBackward(),
+      ...normFuncs(),
     ],
     memory,
   );
