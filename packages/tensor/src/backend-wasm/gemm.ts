@@ -1,9 +1,12 @@
 // The float32 matmul kernel of the wasm backend, written with the emitter: C = A B over strided A and B
 // (any strides, so all four transpose cases and broadcast views need no copy), C row-major. Goto/BLIS
-// structure: B is packed into KC x 8 column panels, A into 4 x KC row panels, and a 4 x 8 register tile of
-// eight f32x4 accumulators runs over each pair (two B vectors and four broadcast A scalars per k step).
-// Edges are zero-padded in the packs, so the micro-kernel is always the full tile; partial tiles go
-// through a small scratch block. All addresses and strides are in bytes.
+// structure: B is packed into KC x 8 column panels, A into 4 x KC row panels (gemm-pack.ts), and a 4 x 8
+// register tile of eight f32x4 accumulators runs over each pair (two B vectors and four broadcast A
+// scalars per k step). The tile is the largest V8 keeps in registers: it has 15 xmm registers for wasm
+// and schedules every splat load of a k step before the arithmetic, so 4 x 12, 6 x 8 or a k loop unrolled
+// in the wasm spill and run at half speed. Edges are zero-padded in the packs, so the micro-kernel always
+// runs the full tile; partial tiles go through a small scratch block. The first K block writes C, later
+// ones add to it, so C need not be zeroed. All addresses and strides are in bytes.
 
 import {
   add,
