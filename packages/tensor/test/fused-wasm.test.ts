@@ -116,6 +116,26 @@ describe.each(["js", "wasm"] as const)(
             }
       });
 
+    it("NaN and +inf entries propagate like the TS kernels (softmax, logSoftmax, crossEntropy)", () => {
+      const C = 9;
+      const x = rowsData(4, C, "normal", 5);
+      x[2] = Number.NaN; // row 0
+      x[C + 4] = Number.POSITIVE_INFINITY; // row 1
+      x[2 * C + 8] = Number.NaN; // row 2, in the scalar tail
+      for (const name of ["softmax", "logSoftmax"] as const)
+        compare(which, { name, attrs: {}, outs: [[4, C]] }, [[x, [4, C]]], 2);
+      const attrs = { ignore_index: -100, label_smoothing: 0.1 };
+      compare(
+        which,
+        { name: "crossEntropy", attrs, outs: [[4], [4]] },
+        [
+          [x, [4, C]],
+          [[1, 2, 3, 4], [4], "int32"],
+        ],
+        0,
+      );
+    });
+
     it("softmax and logSoftmax: an all -inf row gives NaN like the TS kernel", () => {
       const x = [Number.NEGATIVE_INFINITY, Number.NEGATIVE_INFINITY, Number.NEGATIVE_INFINITY, 1, 2, 3];
       for (const name of ["softmax", "logSoftmax"] as const)
