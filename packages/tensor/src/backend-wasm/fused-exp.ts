@@ -7,6 +7,7 @@
 
 import {
   add,
+  anyTrue,
   type Code,
   cat,
   Func,
@@ -64,6 +65,8 @@ export const f32x4splat = op1(0x13);
 export const f32x4lane = (v: Code, lane: number): Code => [...v, ...simd(0x1f), lane];
 export const f32x4pmax = op2(0xeb); // a < b ? b : a (a NaN b is ignored)
 export const f32x4pmin = op2(0xea); // b < a ? b : a
+export const f32x4abs = op1(0xe0);
+export const f32x4gt = op2(0x44);
 export const f32x4replace0 = (v: Code, x: Code): Code => [...v, ...x, ...simd(0x20), 0];
 export const i32x4add = op2(0xae);
 export const i32x4sub = op2(0xb1);
@@ -134,7 +137,10 @@ export class VExp {
   init(): Code {
     return cat(...[...this.consts.values()].map(([l, v]) => set(l, v)));
   }
-  /** exp of each lane of x: +inf above ~88.72, 0 below ~-103.97 (and for -inf), NaN for NaN. */
+  /**
+   * exp of each lane of x: +inf above ~88.72, 0 below ~-103.97 (and for -inf), NaN for NaN. Vectors with
+   * every |x| <= 87 take a shorter path (no clamp, one scale 2^n: n stays in [-126, 126]).
+   */
   of(x: Code): Code {
     const { t, n, ni } = this;
     const c = (v: number, int = false): Code => this.c(v, int);
@@ -142,22 +148,27 @@ export class VExp {
       (p, k) => f32x4add(f32x4mul(p, get(t)), c(k)),
       c(EXP_POLY[0]!),
     );
-    return cat(
-      // clamp with pmin/pmax (NaN stays NaN); n = round(x log2 e) by the magic add, its integer from the bits
-      set(t, f32x4pmax(f32x4pmin(x, c(89)), c(-104))),
+    // n = round(x log2 e) by the magic add, its integer from the bits; r = x - n ln2 in two steps;
+    // p = 1 + r + r^2 q(r) (left in n)
+    const reduce = cat(
       set(ni, f32x4add(f32x4mul(get(t), c(LOG2E)), c(MAGIC))),
       set(n, f32x4sub(get(ni), c(MAGIC))),
       set(ni, i32x4sub(get(ni), c(MAGIC_BITS, true))),
-      // r = x - n ln2 in two steps
       set(t, f32x4sub(f32x4sub(get(t), f32x4mul(get(n), c(LN2_HI))), f32x4mul(get(n), c(LN2_LO)))),
-      // p = 1 + r + r^2 q(r); n1 = n >> 1, n2 = n - n1: 2^n1 and 2^n2 are normal floats
       set(n, f32x4add(f32x4add(f32x4mul(horner, f32x4mul(get(t), get(t))), get(t)), c(1))),
-      set(t, i32x4shrS(get(ni), i32c(1))),
-      f32x4mul(
-        f32x4mul(get(n), i32x4add(i32x4shl(get(t), i32c(23)), c(ONE_BITS, true))),
-        i32x4add(i32x4shl(i32x4sub(get(ni), get(t)), i32c(23)), c(ONE_BITS, true)),
-      ),
     );
+    const scale = (e: Code): Code => i32x4add(i32x4shl(e, i32c(23)), c(ONE_BITS, true));
+    // clamp with pmin/pmax (NaN stays NaN); n1 = n >> 1, n2 = n - n1: 2^n1 and 2^n2 are normal floats
+    const wide = cat(
+      set(t, f32x4pmax(f32x4pmin(get(t), c(89)), c(-104))),
+      reduce,
+      set(t, i32x4shrS(get(ni), i32c(1))),
+      f32x4mul(f32x4mul(get(n), scale(get(t))), scale(i32x4sub(get(ni), get(t)))),
+    );
+    const narrow = cat(reduce, f32x4mul(get(n), scale(get(ni))));
+    // NaN lanes compare false and take the short path, which keeps them NaN
+    const big = anyTrue(f32x4gt(f32x4abs(get(t)), c(87)));
+    return cat(set(t, x), big, [0x04, 0x7b], wide, [0x05], narrow, [0x0b]);
   }
 }
 export const MAGIC_BITS = 0x4b400000;
