@@ -1,15 +1,15 @@
 // The wasm backend's float32 SIMD fused kernels (backend-wasm/fused-simd.ts) against the TypeScript
 // kernels they replace: odd shapes, extreme values, masked (-inf) softmax rows, ignore_index and label
 // smoothing, inputs at a nonzero offset, both storages; that they run at all (the counters, a threshold of
-// 0) and that small or float64 tensors stay on the TypeScript kernels; and the fast exp alone, densely
-// against Math.exp.
+// 0) and that small or float64 tensors stay on the TypeScript kernels; and that splitting rows over worker
+// threads changes nothing. The fast exp alone is tested in fused-wasm-exp.test.ts.
 
 import { cpuFusedKernels, createWasmBackend, type DType, type View } from "@tsgrad/tensor";
 import { expectAllClose, TOLERANCES } from "@tsgrad/tensor/testing";
 import { describe, expect, it } from "vitest";
-import { DEFAULT_MIN_FUSED, wasmFusedCounters } from "../src/backend-wasm/fused.js";
-import { fusedModuleBytes } from "../src/backend-wasm/fused-simd.js";
+import { DEFAULT_MIN_FUSED, wasmFusedCounters, wasmFusedKernels } from "../src/backend-wasm/fused.js";
 import { MEMORY_LIMITS } from "../src/backend-wasm/gemm.js";
+import { Heap } from "../src/backend-wasm/heap.js";
 import type { FusedKernelTable, FusedName } from "../src/fused/signatures.js";
 
 const backends = {
@@ -329,72 +329,60 @@ describe("wasm fused kernels: routing", () => {
     });
     table.softmax([x(64, "float32")], {}, [x(64, "float32")]);
     table.softmax([x(DEFAULT_MIN_FUSED, "float64")], {}, [x(DEFAULT_MIN_FUSED, "float64")]);
-    expect(counters).toEqual({ wasm: 0, ts: 2 });
+    expect([counters.wasm, counters.ts]).toEqual([0, 2]);
     table.softmax([x(DEFAULT_MIN_FUSED, "float32")], {}, [x(DEFAULT_MIN_FUSED, "float32")]);
-    expect(counters).toEqual({ wasm: 1, ts: 2 });
+    expect([counters.wasm, counters.ts]).toEqual([1, 2]);
   });
 });
 
-describe("fast float32 exp (f32x4)", () => {
-  const mem = new WebAssembly.Memory({ ...MEMORY_LIMITS, shared: true });
-  mem.grow(128);
-  const ex = new WebAssembly.Instance(new WebAssembly.Module(fusedModuleBytes(MEMORY_LIMITS)), {
-    env: { memory: mem },
-  }).exports as Record<string, (...a: number[]) => number>;
-  const N = 1 << 20;
-  const X = 1024;
-  const O = X + 4 * N + 64;
-  const fb = new Float32Array(1);
-  const ib = new Int32Array(fb.buffer);
-  /** The spacing of float32 around |y| (subnormal spacing below the normal range). */
-  const ulp = (y: number): number => {
-    fb[0] = Math.abs(y);
-    ib[0] = ib[0]! + 1;
-    return fb[0]! - Math.abs(Math.fround(y));
+describe("wasm fused kernels split over worker threads", () => {
+  const memory = new WebAssembly.Memory({ ...MEMORY_LIMITS, shared: true });
+  const threaded = wasmFusedKernels({
+    heap: new Heap(memory, 1024),
+    inHeap: () => false,
+    minSize: 0,
+    threads: () => 3,
+    minThreaded: 0,
+  });
+  const single = backends.js.fused as FusedKernelTable;
+  type Any = (i: View[], a: unknown, o: View[]) => void;
+  /** The kernel on three threads and on this one: identical outputs (rows are independent). */
+  const same = (name: FusedName, attrs: unknown, inputs: View[], outs: number[][]): void => {
+    const a = outs.map((o) => zerosView("js", o));
+    const b = outs.map((o) => zerosView("js", o));
+    const before = wasmFusedCounters(threaded)!.threaded;
+    (threaded[name] as unknown as Any)(inputs, attrs, a);
+    expect(wasmFusedCounters(threaded)!.threaded).toBe(before + 1);
+    (single[name] as unknown as Any)(inputs, attrs, b);
+    a.forEach((v, i) => {
+      expect(read("js", v)).toEqual(read("js", b[i]!));
+    });
   };
 
-  it("is within 1 ulp of Math.exp over [-104, 89] (about 9.7 million points)", () => {
-    const x = new Float32Array(mem.buffer, X, N);
-    const o = new Float32Array(mem.buffer, O, N);
-    let worst = 0;
-    const step = 193 / (N * 9.25);
-    for (let start = -104; start < 89; start += N * step) {
-      for (let i = 0; i < N; i++) x[i] = start + i * step;
-      ex.exp!(N - 1, X, O); // an odd count: the last floats take the scalar tail
-      for (let i = 0; i < N - 1; i++) {
-        const ref = Math.exp(x[i]!);
-        const fr = Math.fround(ref);
-        const err =
-          fr === Number.POSITIVE_INFINITY ? (o[i] === fr ? 0 : 99) : Math.abs(o[i]! - ref) / ulp(fr);
-        if (err > worst) worst = err;
-      }
-    }
-    expect(worst).toBeLessThan(1);
-  });
-
-  it("special values: NaN (on both paths), +-inf, overflow, underflow, subnormal results", () => {
-    const sp = [Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, 0, -0, 88.72, 88.73, 1e30];
-    const more = [-87.5, -100, -103.2, -103.9, -104, -1e30, -3.4e38, 3.4e38, 1];
-    // a NaN among small values takes the short path (every |x| <= 87), the rest the clamped one
-    const all = [1, Number.NaN, 2, -3, ...sp, ...more];
-    new Float32Array(mem.buffer, X, all.length).set(all);
-    ex.exp!(all.length, X, O);
-    const got = Array.from(new Float32Array(mem.buffer, O, all.length));
-    all.forEach((v, i) => {
-      const ref = Math.fround(Math.exp(Math.fround(v)));
-      if (Number.isNaN(ref)) expect(got[i]).toBeNaN();
-      else if (ref === Number.POSITIVE_INFINITY || ref === 0) expect(got[i]).toBe(ref);
-      else expect(Math.abs(got[i]! - ref)).toBeLessThanOrEqual(ulp(ref));
-    });
-  });
-
-  it("log64, the rows' log, agrees with Math.log", () => {
-    for (const s of [0, 1, 1.5, 2, Math.SQRT2, 3.999, 17, 4096, 1e6, Number.NaN, Number.POSITIVE_INFINITY]) {
-      const got = ex.log64!(s);
-      const ref = Math.log(s);
-      if (Number.isNaN(ref)) expect(got).toBeNaN();
-      else if (!Number.isFinite(ref)) expect(got).toBe(ref);
-      else expect(Math.abs(got - ref)).toBeLessThanOrEqual(1e-15 * Math.max(1, Math.abs(ref)));
-    }
+  it("softmax, logSoftmax, cross-entropy, SwiGLU and RMSNorm give what one thread gives", async () => {
+    expect(await wasmFusedCounters(threaded)!.start()).toBe(true);
+    const [R, C] = [37, 129];
+    const x = view("js", rowsData(R, C, "masked", 3), [R, C], "float32", 1);
+    const dy = view("js", rowsData(R, C, "normal", 4), [R, C]);
+    for (const name of ["softmax", "logSoftmax"] as const) same(name, {}, [x], [[R, C]]);
+    for (const name of ["softmaxBackward", "logSoftmaxBackward"] as const) same(name, {}, [dy, dy], [[R, C]]);
+    const logits = view("js", rowsData(R, C, "normal", 5), [R, C]);
+    const target = view(
+      "js",
+      Array.from({ length: R }, (_, r) => (r % 5 === 0 ? -100 : r)),
+      [R],
+      "int32",
+    );
+    const attrs = { ignore_index: -100, label_smoothing: 0.1 };
+    same("crossEntropy", attrs, [logits, target], [[R], [R]]);
+    const lse = zerosView("js", [R]);
+    cpuFusedKernels.crossEntropy([logits, target], attrs, [zerosView("js", [R]), lse]);
+    const g = view("js", rowsData(1, R, "normal", 6), [R]);
+    same("crossEntropyBackward", attrs, [g, logits, target, lse], [[R, C]]);
+    const n = 1001; // not a multiple of the 16-element blocks
+    const [gate, up, d] = [7, 8, 9].map((k) => view("js", rowsData(1, n, "normal", k), [n]));
+    same("swiglu", {}, [gate!, up!], [[n]]);
+    same("swigluBackward", {}, [d!, gate!, up!], [[n], [n]]);
+    same("rmsNorm", { eps: 1e-6 }, [x, view("js", rowsData(1, C, "normal", 10), [C])], [[R, C], [R]]);
   });
 });

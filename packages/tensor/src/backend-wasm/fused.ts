@@ -9,6 +9,7 @@ import { cpuFusedKernels } from "../backend-cpu/kernels-fused.js";
 import { dataOf } from "../backend-cpu/storage.js";
 import type { FusedKernel, FusedKernelTable, FusedName } from "../fused/signatures.js";
 import { fusedModuleBytes } from "./fused-simd.js";
+import { DEFAULT_MIN_FUSED_THREADED, FusedRunner, type SplitFunc } from "./fused-threads.js";
 import { MEMORY_LIMITS } from "./gemm.js";
 import { type Heap, wasmApi } from "./heap.js";
 
@@ -18,6 +19,10 @@ export interface FusedContext {
   inHeap: (v: View) => boolean;
   /** Smallest tensor (elements of the largest operand) sent to WebAssembly; default DEFAULT_MIN_FUSED. */
   minSize?: number;
+  /** Threads to split big kernels over, the calling thread included (read at each call); default 1. */
+  threads?: () => number;
+  /** Smallest work (elements) split over threads; default DEFAULT_MIN_FUSED_THREADED. */
+  minThreaded?: number;
 }
 
 /** Below this many elements the TypeScript kernels are as fast (measured on the 2-core Zen 5 dev machine). */
@@ -27,6 +32,10 @@ export const DEFAULT_MIN_FUSED = 512;
 export interface WasmFusedCounters {
   wasm: number;
   ts: number;
+  /** Of the wasm calls, those split over worker threads. */
+  readonly threaded: number;
+  /** Starts the fused kernels' worker threads now (else at the first big call); resolves when ready. */
+  start(): Promise<boolean>;
 }
 const countersOf = new WeakMap<object, WasmFusedCounters>();
 export function wasmFusedCounters(table: object): WasmFusedCounters | undefined {
@@ -107,7 +116,21 @@ export function wasmFusedKernels(ctx: FusedContext): FusedKernelTable {
   compiled ??= new api.Module(fusedModuleBytes(MEMORY_LIMITS));
   const ex = new api.Instance(compiled, { env: { memory: ctx.heap.memory } }).exports as Record<string, Fn>;
   const min = ctx.minSize ?? DEFAULT_MIN_FUSED;
-  const counters: WasmFusedCounters = { wasm: 0, ts: 0 };
+  const run = new FusedRunner(
+    ex,
+    compiled,
+    ctx.heap,
+    ctx.threads ?? (() => 1),
+    ctx.minThreaded ?? DEFAULT_MIN_FUSED_THREADED,
+  );
+  const counters: WasmFusedCounters = {
+    wasm: 0,
+    ts: 0,
+    get threaded() {
+      return run.threaded;
+    },
+    start: () => run.start(),
+  };
 
   /** Runs `body` with a Stage when x is float32 and big enough, else the TypeScript kernel. */
   /** `scale`: the threshold's multiple for this kernel (RoPE wins from about twice the others' size). */
@@ -136,19 +159,21 @@ export function wasmFusedKernels(ctx: FusedContext): FusedKernelTable {
     }) as FusedKernel<K>;
 
   const softmaxLike =
-    (fn: string) =>
+    (fn: SplitFunc) =>
     (st: Stage, [xv]: readonly View[], _: unknown, [yv]: readonly View[]) => {
       const [R, C, n] = rowsOf(xv!);
       const x = st.in(xv!, n);
-      ex[fn]!(R, C, x, st.out(yv!, n));
+      const o = st.out(yv!, n);
+      run.rows(fn, R, n, (r0, nr) => [nr, C, x + 4 * C * r0, o + 4 * C * r0]);
     };
   const backLike =
-    (fn: string) =>
+    (fn: SplitFunc) =>
     (st: Stage, [dyv, yv]: readonly View[], _: unknown, [dxv]: readonly View[]) => {
       const [R, C, n] = rowsOf(yv!);
       const dy = st.in(dyv!, n);
       const y = st.in(yv!, n);
-      ex[fn]!(R, C, dy, y, st.out(dxv!, n));
+      const o = st.out(dxv!, n);
+      run.rows(fn, R, n, (r0, nr) => [nr, C, dy + 4 * C * r0, y + 4 * C * r0, o + 4 * C * r0]);
     };
 
   const table: FusedKernelTable = {
@@ -161,14 +186,23 @@ export function wasmFusedKernels(ctx: FusedContext): FusedKernelTable {
       const [, , n] = rowsOf(gv);
       const g = st.in(gv, n);
       const u = st.in(uv, n);
-      ex.swiglu!(n, g, u, st.out(yv, n));
+      const o = st.out(yv, n);
+      run.rows("swiglu", n, n, (i, m) => [m, g + 4 * i, u + 4 * i, o + 4 * i], 16);
     }),
     swigluBackward: wrap("swigluBackward", (st, [dyv, gv, uv], _, [dgv, duv]) => {
       const [, , n] = rowsOf(gv);
       const dy = st.in(dyv, n);
       const g = st.in(gv, n);
       const u = st.in(uv, n);
-      ex.swiglu_backward!(n, dy, g, u, st.out(dgv, n), st.out(duv, n));
+      const [dg, du] = [st.out(dgv, n), st.out(duv, n)];
+      const at = (p: number, i: number) => p + 4 * i;
+      run.rows(
+        "swiglu_backward",
+        n,
+        n,
+        (i, m) => [m, at(dy, i), at(g, i), at(u, i), at(dg, i), at(du, i)],
+        16,
+      );
     }),
     crossEntropy: wrap("crossEntropy", (st, [lv, tv], { ignore_index, label_smoothing: ls }, [nv, sv]) => {
       const [N, C, n] = rowsOf(lv);
@@ -177,7 +211,7 @@ export function wasmFusedKernels(ctx: FusedContext): FusedKernelTable {
       for (let r = 0; r < N; r++) checkTarget(t[to + r]!, N, C, ignore_index, r);
       const x = st.in(lv, n);
       const o = st.alloc(16 * N);
-      ex.lse_rows!(N, C, x, o, ls > 0 ? 1 : 0);
+      run.rows("lse_rows", N, n, (r0, nr) => [nr, C, x + 4 * C * r0, o + 16 * r0, ls > 0 ? 1 : 0]);
       const rows = new Float64Array(ctx.heap.buffer, o, 2 * N);
       const [xs, nll, lse] = [dataOf(lv), dataOf(nv), dataOf(sv)];
       const lo = lv.layout.offset;
@@ -198,7 +232,19 @@ export function wasmFusedKernels(ctx: FusedContext): FusedKernelTable {
         const x = st.in(lv, n);
         const t = st.in(tv, N);
         const lse = st.in(sv, N);
-        ex.ce_backward!(N, C, g, x, t, lse, st.out(dv, n), ignore_index, ls / C);
+        const o = st.out(dv, n);
+        const row = (p: number, r0: number) => p + 4 * r0;
+        run.rows("ce_backward", N, n, (r0, nr) => [
+          nr,
+          C,
+          row(g, r0),
+          x + 4 * C * r0,
+          row(t, r0),
+          row(lse, r0),
+          o + 4 * C * r0,
+          ignore_index,
+          ls / C,
+        ]);
         // the target's term, after the copy out (done() runs first for staged outputs)
         st.after(() => {
           const [gd, td, d] = [dataOf(gv), dataOf(tv), dataOf(dv)];
@@ -216,7 +262,8 @@ export function wasmFusedKernels(ctx: FusedContext): FusedKernelTable {
     const [R, C, n] = rowsOf(xv);
     const x = st.in(xv, n);
     const w = st.in(wv, C);
-    ex.rms_norm!(R, C, x, w, st.out(yv, n), st.out(sv, R), eps);
+    const [y, s] = [st.out(yv, n), st.out(sv, R)];
+    run.rows("rms_norm", R, n, (r0, nr) => [nr, C, x + 4 * C * r0, w, y + 4 * C * r0, s + 4 * r0, eps]);
   });
   table.rmsNormBackward = wrap("rmsNormBackward", (st, [dyv, xv, wv, sv], _, [dxv, dwv]) => {
     const [R, C, n] = rowsOf(xv);

@@ -403,6 +403,7 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
     heap,
     inHeap: (v) => v.storage instanceof WasmStorage && v.storage.heap === heap,
     minSize: options.minFused,
+    threads: () => threads,
   });
 
   return {
