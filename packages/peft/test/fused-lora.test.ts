@@ -127,6 +127,19 @@ describe("fused LoRA linear equals the composition", () => {
     expect(op(d.forward(x))).toBe("loraLinear");
   });
 
+  it("under noGrad (generation) gives the composition's output", () => {
+    const c: Case = { I: 6, O: 5, r: 2, lead: [2, 3], dtype: "float32", p: 0.5, bias: true };
+    const layer = makeLayer(c).eval();
+    const x = randn([2, 3, 6]);
+    const y = noGrad(() => layer.forward(x));
+    expect(y.requiresGrad).toBe(false);
+    expectAllClose(
+      y,
+      withFusedKernels(false, () => noGrad(() => layer.forward(x))),
+      { atol: 1e-6 },
+    );
+  });
+
   it("keeps the composition for DoRA, lora_bias, a trainable base weight and several active adapters", () => {
     const c: Case = { I: 6, O: 4, r: 2, lead: [3], dtype: "float32", p: 0, bias: false };
     const x = randn([3, 6]);

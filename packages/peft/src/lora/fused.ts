@@ -73,9 +73,15 @@ export function loraLinear(
     return bias ? [...grads, dbias] : grads;
   };
   const inputs = [x, ...(same ? [] : [xd]), W, A, B, ...(bias ? [bias] : [])];
-  return defineOp<Tensor[]>({
+  const y = defineOp<Tensor[]>({
     name: "loraLinear",
     forward,
     backward: (dy, { needs }) => backward(dy, needs),
   })(...inputs);
+  if (!y.requiresGrad) {
+    // no graph (inference, or nothing trainable): nothing will read the saved tensors
+    xa!.dispose();
+    sB!.dispose();
+  }
+  return y;
 }
