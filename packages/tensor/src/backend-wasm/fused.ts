@@ -2,7 +2,8 @@
 // float32 kernels in WebAssembly SIMD above a size threshold for every op: softmax, logSoftmax,
 // cross-entropy and SwiGLU on the fast exp (fused-simd.ts), RMSNorm and RoPE (fused-norm.ts), forward and
 // backward. Operands outside the wasm memory ("js" storage) are copied in and results copied out; even so
-// the kernels are 3-7x faster than the TypeScript ones at the LoRA training step's shapes.
+// the kernels are 3-8x faster than the TypeScript ones at the LoRA training step's shapes. With more than
+// one thread, the largest ones split their rows over worker threads of their own (fused-threads.ts).
 
 import type { View } from "../backend/backend.js";
 import { cpuFusedKernels } from "../backend-cpu/kernels-fused.js";
