@@ -4,11 +4,12 @@
 import { describe, expect, it } from "vitest";
 import { fusedModuleBytes } from "../src/backend-wasm/fused-simd.js";
 import { MEMORY_LIMITS } from "../src/backend-wasm/gemm.js";
+import { wasmApi } from "../src/backend-wasm/heap.js";
 
 describe("fast float32 exp (f32x4)", () => {
-  const mem = new WebAssembly.Memory({ ...MEMORY_LIMITS, shared: true });
+  const mem = new (wasmApi()!.Memory)({ ...MEMORY_LIMITS, shared: true });
   mem.grow(128);
-  const ex = new WebAssembly.Instance(new WebAssembly.Module(fusedModuleBytes(MEMORY_LIMITS)), {
+  const ex = new (wasmApi()!.Instance)(new (wasmApi()!.Module)(fusedModuleBytes(MEMORY_LIMITS)), {
     env: { memory: mem },
   }).exports as Record<string, (...a: number[]) => number>;
   const N = 1 << 20;

@@ -9,7 +9,7 @@ import { expectAllClose, TOLERANCES } from "@tsgrad/tensor/testing";
 import { describe, expect, it } from "vitest";
 import { DEFAULT_MIN_FUSED, wasmFusedCounters, wasmFusedKernels } from "../src/backend-wasm/fused.js";
 import { MEMORY_LIMITS } from "../src/backend-wasm/gemm.js";
-import { Heap } from "../src/backend-wasm/heap.js";
+import { Heap, wasmApi } from "../src/backend-wasm/heap.js";
 import type { FusedKernelTable, FusedName } from "../src/fused/signatures.js";
 
 const backends = {
@@ -336,7 +336,7 @@ describe("wasm fused kernels: routing", () => {
 });
 
 describe("wasm fused kernels split over worker threads", () => {
-  const memory = new WebAssembly.Memory({ ...MEMORY_LIMITS, shared: true });
+  const memory = new (wasmApi()!.Memory)({ ...MEMORY_LIMITS, shared: true });
   const threaded = wasmFusedKernels({
     heap: new Heap(memory, 1024),
     inHeap: () => false,
