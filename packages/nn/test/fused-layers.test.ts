@@ -1,4 +1,4 @@
-// The decoder layers on tensor's fused kernels (rmsNorm, swiglu, rope, softmax) against the same models
+// The decoder layers on tensor's fused kernels (rmsNorm, swiglu, rope, maskedSoftmax) against the same models
 // on the compositions (withFusedKernels(false, ...)): logits and every parameter gradient, float32 and
 // float64, for a tiny Llama with GQA and a tiny Qwen2; and the grouped-query attention (no repeat_kv)
 // against repeat_kv written out, with the [B, 1, T, S] mask and a per-head [B, nH, T, S] one.
@@ -93,7 +93,7 @@ function run(model: CausalLM, fused: boolean) {
   });
 }
 
-const FUSED_OPS = ["rmsNorm", "swiglu", "rope", "softmax"];
+const FUSED_OPS = ["rmsNorm", "swiglu", "rope", "maskedSoftmax"];
 
 describe.each([
   ["llama", "float32"],

@@ -44,6 +44,7 @@ export {
 } from "./dtype.js";
 export { dropout } from "./functional/activations.js";
 export type { CrossEntropyOptions } from "./functional/losses.js";
+export { maskedSoftmax, maskedSoftmaxComposition } from "./fused/attention.js";
 export {
   fusedKernelsEnabled,
   hasFused,

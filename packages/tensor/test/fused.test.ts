@@ -13,6 +13,8 @@ import {
   type DType,
   getBackend,
   logSoftmax,
+  maskedSoftmax,
+  maskedSoftmaxComposition,
   randint,
   randn,
   registerBackend,
@@ -42,6 +44,16 @@ interface Case {
 }
 
 const rows = (b: number, t: number, c: number) => [b, t, c];
+/** An additive mask of `shape` [..., T, S]: 0 where key j <= query i + S - T (and j > 0 on odd leading rows), -1e30 elsewhere. */
+function causal(shape: number[], dtype: DType, device: string): Tensor {
+  const [T, S] = shape.slice(-2) as [number, number];
+  const n = shape.reduce((a, b) => a * b, 1);
+  const data = Array.from({ length: n }, (_, k) => {
+    const [j, i, b] = [k % S, Math.floor(k / S) % T, Math.floor(k / (S * T))];
+    return j <= i + S - T && !(b % 2 === 1 && j === 0) ? 0 : -1e30;
+  });
+  return tensor(data, { dtype, device }).reshape(shape);
+}
 const CASES: Record<string, Case> = {
   rmsNorm: {
     make: (dtype, device) => [randn(rows(2, 5, 17), { dtype, device }), randn([17], { dtype, device })],
@@ -81,6 +93,27 @@ const CASES: Record<string, Case> = {
     fn: (x, t) => crossEntropy(x!, t!),
     op: "crossEntropy",
   },
+  maskedSoftmax: {
+    make: (dtype, device) => [
+      randn([2, 3, 5, 7], { dtype, device }).mul(4),
+      causal([2, 1, 5, 7], dtype, device),
+    ],
+    fn: (x, m) => maskedSoftmax(x!, m!, 0.35),
+    op: "maskedSoftmax",
+    constants: [1],
+  },
+  "maskedSoftmax, mask shared by the batch": {
+    make: (dtype, device) => [randn([2, 3, 4, 9], { dtype, device }), causal([4, 9], dtype, device)],
+    fn: (x, m) => maskedSoftmax(x!, m!, 2),
+    op: "maskedSoftmax",
+    constants: [1],
+  },
+  "maskedSoftmax, padding mask [B, 1, 1, S] (expanded)": {
+    make: (dtype, device) => [randn([2, 2, 3, 6], { dtype, device }), causal([2, 1, 1, 6], dtype, device)],
+    fn: (x, m) => maskedSoftmax(x!, m!, 0.5),
+    op: "maskedSoftmax",
+    constants: [1],
+  },
   "crossEntropy, label smoothing, sum": {
     make: (dtype, device) => [randn([6, 5], { dtype, device }), randint(0, 5, [6], { device })],
     fn: (x, t) => crossEntropy(x!, t!, { label_smoothing: 0.1, reduction: "sum" }),
@@ -110,7 +143,12 @@ function run(
     });
     const y = c.fn(...leaves);
     let node = y._node;
-    while (node && !["rmsNorm", "swiglu", "rope", "softmax", "logSoftmax", "crossEntropy"].includes(node.op))
+    while (
+      node &&
+      !["rmsNorm", "swiglu", "rope", "softmax", "logSoftmax", "crossEntropy", "maskedSoftmax"].includes(
+        node.op,
+      )
+    )
       node = node.inputs.find((t) => t._node)?._node ?? null;
     const v = tensor(
       Array.from({ length: y.numel }, (_, i) => Math.sin(i + 1)),
@@ -131,7 +169,7 @@ for (const [device, backend] of [
 ] as [string, Backend][]) {
   describe(`fused kernels on ${device}`, () => {
     it("the backend has every fused kernel", () => {
-      expect(Object.keys(backend.fused ?? {}).length).toBe(12);
+      expect(Object.keys(backend.fused ?? {}).length).toBe(14);
     });
     for (const [name, c] of Object.entries(CASES)) {
       for (const dtype of ["float32", "float64"] as DType[]) {
@@ -175,6 +213,21 @@ describe("fused AdamW update", () => {
         expectAllClose(off[0].dataSync(), ref[0].dataSync(), { atol: 0, rtol: 0 });
         expect(fused[0].dataSync()).not.toEqual(p!.dataSync()); // it moved
       });
+});
+
+describe("fused maskedSoftmax: a mask that requires grad", () => {
+  it("takes the composition and gets its gradient", () => {
+    const x = randn([2, 2, 3, 4], { dtype: "float64" }).requiresGrad_();
+    const m = causal([2, 1, 3, 4], "float64", "cpu").requiresGrad_();
+    const y = maskedSoftmax(x, m, 0.5);
+    expect(y._node?.op).not.toBe("maskedSoftmax");
+    y.mul(y).sum().backward();
+    const [x2, m2] = [x.detach().requiresGrad_(), m.detach().requiresGrad_()];
+    const r = maskedSoftmaxComposition(x2, m2, 0.5);
+    r.mul(r).sum().backward();
+    expectAllClose(m.grad!.dataSync(), m2.grad!.dataSync(), { atol: 1e-12, rtol: 1e-10 });
+    expectAllClose(x.grad!.dataSync(), x2.grad!.dataSync(), { atol: 1e-12, rtol: 1e-10 });
+  });
 });
 
 describe("fused kernels: gradients against finite differences", () => {
@@ -222,6 +275,28 @@ describe("fused kernels: gradients against finite differences", () => {
           assertGradients((a) => softmax(a, -1), [x]);
           assertGradients((a) => logSoftmax(a, -1), [x]);
         },
+      ),
+      { numRuns: 25 },
+    );
+  });
+  it("maskedSoftmax (x; the mask is a constant)", () => {
+    fc.assert(
+      fc.property(
+        fc
+          .record({
+            b: fc.integer({ min: 1, max: 2 }),
+            g: fc.integer({ min: 1, max: 3 }),
+            t: fc.integer({ min: 1, max: 3 }),
+            more: fc.integer({ min: 1, max: 3 }),
+          })
+          // keys beyond the queries: every row sees a key (a fully masked row has no finite differences)
+          .chain(({ b, g, t, more }) =>
+            fc.tuple(
+              arbTensor([b, g, t, t + more], { min: -4, max: 4 }),
+              fc.constant(causal([b, 1, t, t + more], "float64", "cpu")),
+            ),
+          ),
+        ([x, m]) => assertGradients((a) => maskedSoftmax(a, m, 0.7), [x]),
       ),
       { numRuns: 25 },
     );
@@ -286,6 +361,10 @@ describe("fused kernels: gradients against finite differences", () => {
     );
     assertGradients(
       grad((a) => applyRotary(a, cs, cs.mul(0.5))),
+      [x4],
+    );
+    assertGradients(
+      grad((a) => maskedSoftmax(a, causal([1, 1, 3, 6], "float64", "cpu"), 0.7)),
       [x4],
     );
   });

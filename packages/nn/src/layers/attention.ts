@@ -1,8 +1,9 @@
 // Grouped-query self-attention as transformers' eager path (Qwen2Attention / LlamaAttention): project,
-// RoPE on q and k, append to the KV cache, scores + additive mask, softmax in float32, o_proj. GQA groups the
-// query heads of each KV head into one matmul batch instead of repeating k and v (repeat_kv).
+// RoPE on q and k, append to the KV cache, scores + additive mask, softmax in float32 (scale, mask and softmax
+// as tensor's fused maskedSoftmax), o_proj. GQA groups the query heads of each KV head into one matmul batch
+// instead of repeating k and v (repeat_kv).
 
-import { cat, type DType, dropout, keep, type Tensor, tensor } from "@tsgrad/tensor";
+import { cat, type DType, dropout, keep, maskedSoftmax, type Tensor, tensor } from "@tsgrad/tensor";
 import { Module } from "../module.js";
 import { type LayerOptions, Linear, type LinearModule } from "./linear.js";
 import { applyRotary } from "./rope.js";
@@ -141,15 +142,27 @@ export class Attention extends Module {
     // [B, nKV, g*T, d] meets k and v [B, nKV, S, d] in one batched matmul each, and k and v get their
     // gradients without the sum over g that expand's backward would need. (g = 1: no reshape, no copy.)
     const qg = q.reshape([B, nKV, g * T, D]);
-    let scores = qg.matmul(k.mT).mul(D ** -0.5); // [B, nKV, g*T, S]
-    if (ctx.mask)
-      scores = scores
-        .reshape([B, nKV, g, T, S])
-        .add(groupedMask(ctx.mask, nH, nKV))
-        .reshape([B, nKV, g * T, S]);
-    // NOTE: softmax in (at least) float32, then back to the activation dtype, as transformers does.
-    const wide = scores.dtype === "float64" ? scores : scores.to("float32");
-    let probs = wide.softmax(-1).to(x.dtype);
+    const raw = qg.matmul(k.mT); // [B, nKV, g*T, S]
+    const mask = ctx.mask;
+    let probs: Tensor;
+    if (
+      (raw.dtype === "float32" || raw.dtype === "float64") &&
+      (!mask || (mask.dtype === raw.dtype && mask.ndim <= 4))
+    ) {
+      // softmax(scores * d^-1/2 + mask) as one fused op: the scores read per head [B, nH, T, S] (the same
+      // memory) against the mask [B, 1, T, S] (or [B, nH, T, S]); no scaled or masked copy of the scores
+      probs = maskedSoftmax(raw.reshape([B, nH, T, S]), mask, D ** -0.5).reshape([B, nKV, g * T, S]);
+    } else {
+      let scores = raw.mul(D ** -0.5);
+      if (mask)
+        scores = scores
+          .reshape([B, nKV, g, T, S])
+          .add(groupedMask(mask, nH, nKV))
+          .reshape([B, nKV, g * T, S]);
+      // NOTE: softmax in (at least) float32, then back to the activation dtype, as transformers does.
+      const wide = scores.dtype === "float64" ? scores : scores.to("float32");
+      probs = wide.softmax(-1).to(x.dtype);
+    }
     probs = dropout(probs, this._o.dropout ?? 0, this.training);
     const o = probs.matmul(v).reshape([B, nH, T, D]); // [B, nKV, g*T, d] -> [B, nH, T, d]
     return this.o_proj.forward(o.transpose(1, 2).reshape([B, T, nH * D])); // [B, T, H]

@@ -51,6 +51,46 @@ function checkTarget(t: number, N: number, C: number, ignore: number, n: number)
     );
 }
 
+/** softmax(x * scale + mask) over rows of x [B, G, T, C] with mask [B, 1, T, C] (see FusedSignatures). */
+function maskedSoftmaxRows(xv: View, mv: View, scale: number, yv: View): void {
+  const [B, G, T, C] = xv.layout.shape as [number, number, number, number];
+  const [x, mask, y] = [data(xv), data(mv), data(yv)];
+  const [xo, mo] = [xv.layout.offset, mv.layout.offset];
+  for (let b = 0; b < B; b++)
+    for (let g = 0; g < G; g++)
+      for (let t = 0; t < T; t++) {
+        const o = ((b * G + g) * T + t) * C;
+        const a = xo + o;
+        const k = mo + (b * T + t) * C;
+        let m = Number.NEGATIVE_INFINITY;
+        for (let c = 0; c < C; c++) {
+          const z = x[a + c]! * scale + mask[k + c]!;
+          y[o + c] = z;
+          if (z > m) m = z;
+        }
+        if (m === Number.NEGATIVE_INFINITY) m = 0; // all -inf: NaN, as the composition
+        let s = 0;
+        for (let c = 0; c < C; c++) {
+          const e = Math.exp(y[o + c]! - m);
+          y[o + c] = e;
+          s += e;
+        }
+        const inv = 1 / s;
+        for (let c = 0; c < C; c++) y[o + c] = y[o + c]! * inv;
+      }
+}
+
+function softmaxBackwardRows(dyv: View, yv: View, dxv: View, scale: number): void {
+  const [R, C] = rowsOf(yv);
+  const [dy, y, dx] = [data(dyv), data(yv), data(dxv)];
+  const [go, yo] = [dyv.layout.offset, yv.layout.offset];
+  for (let r = 0; r < R; r++) {
+    let dot = 0;
+    for (let c = 0; c < C; c++) dot += dy[go + r * C + c]! * y[yo + r * C + c]!;
+    for (let c = 0; c < C; c++) dx[r * C + c] = y[yo + r * C + c]! * (dy[go + r * C + c]! - dot) * scale;
+  }
+}
+
 export const cpuFusedKernels: FusedKernelTable = {
   adamw([pv, gv, mv, vv], a, [po, mo, vo]) {
     const [p, g, m, v] = [data(pv), data(gv), data(mv), data(vv)];
@@ -152,14 +192,13 @@ export const cpuFusedKernels: FusedKernelTable = {
     softmaxRows(xv, yv, false);
   },
   softmaxBackward([dyv, yv], _, [dxv]) {
-    const [R, C] = rowsOf(yv);
-    const [dy, y, dx] = [data(dyv), data(yv), data(dxv)];
-    const [go, yo] = [dyv.layout.offset, yv.layout.offset];
-    for (let r = 0; r < R; r++) {
-      let dot = 0;
-      for (let c = 0; c < C; c++) dot += dy[go + r * C + c]! * y[yo + r * C + c]!;
-      for (let c = 0; c < C; c++) dx[r * C + c] = y[yo + r * C + c]! * (dy[go + r * C + c]! - dot);
-    }
+    softmaxBackwardRows(dyv, yv, dxv, 1);
+  },
+  maskedSoftmax([xv, mv], { scale }, [yv]) {
+    maskedSoftmaxRows(xv, mv, scale, yv);
+  },
+  maskedSoftmaxBackward([dyv, yv], { scale }, [dxv]) {
+    softmaxBackwardRows(dyv, yv, dxv, scale);
   },
   logSoftmax([xv], _, [yv]) {
     softmaxRows(xv, yv, true);

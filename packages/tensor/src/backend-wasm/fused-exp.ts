@@ -67,6 +67,8 @@ export const f32x4pmax = op2(0xeb); // a < b ? b : a (a NaN b is ignored)
 export const f32x4pmin = op2(0xea); // b < a ? b : a
 export const f32x4abs = op1(0xe0);
 export const f32x4gt = op2(0x44);
+export const f32x4lt = op2(0x43);
+export const v128andnot = op2(0x4f); // a & ~b
 export const f32x4replace0 = (v: Code, x: Code): Code => [...v, ...x, ...simd(0x20), 0];
 export const i32x4add = op2(0xae);
 export const i32x4sub = op2(0xb1);
@@ -144,19 +146,7 @@ export class VExp {
   of(x: Code): Code {
     const { t, n, ni } = this;
     const c = (v: number, int = false): Code => this.c(v, int);
-    const horner = EXP_POLY.slice(1).reduce<Code>(
-      (p, k) => f32x4add(f32x4mul(p, get(t)), c(k)),
-      c(EXP_POLY[0]!),
-    );
-    // n = round(x log2 e) by the magic add, its integer from the bits; r = x - n ln2 in two steps;
-    // p = 1 + r + r^2 q(r) (left in n)
-    const reduce = cat(
-      set(ni, f32x4add(f32x4mul(get(t), c(LOG2E)), c(MAGIC))),
-      set(n, f32x4sub(get(ni), c(MAGIC))),
-      set(ni, i32x4sub(get(ni), c(MAGIC_BITS, true))),
-      set(t, f32x4sub(f32x4sub(get(t), f32x4mul(get(n), c(LN2_HI))), f32x4mul(get(n), c(LN2_LO)))),
-      set(n, f32x4add(f32x4add(f32x4mul(horner, f32x4mul(get(t), get(t))), get(t)), c(1))),
-    );
+    const reduce = this.reduce();
     const scale = (e: Code): Code => i32x4add(i32x4shl(e, i32c(23)), c(ONE_BITS, true));
     // clamp with pmin/pmax (NaN stays NaN); n1 = n >> 1, n2 = n - n1: 2^n1 and 2^n2 are normal floats
     const wide = cat(
@@ -170,6 +160,40 @@ export class VExp {
     const big = anyTrue(f32x4gt(f32x4abs(get(t)), c(87)));
     return cat(set(t, x), big, [0x04, 0x7b], wide, [0x05], narrow, [0x0b]);
   }
+  /** n = round(t log2 e) (ni its integer bits), t = t - n ln2 in two steps, then n = 1 + t + t^2 q(t). */
+  private reduce(): Code {
+    const { t, n, ni } = this;
+    const c = (v: number, int = false): Code => this.c(v, int);
+    const horner = EXP_POLY.slice(1).reduce<Code>(
+      (p, k) => f32x4add(f32x4mul(p, get(t)), c(k)),
+      c(EXP_POLY[0]!),
+    );
+    return cat(
+      set(ni, f32x4add(f32x4mul(get(t), c(LOG2E)), c(MAGIC))),
+      set(n, f32x4sub(get(ni), c(MAGIC))),
+      set(ni, i32x4sub(get(ni), c(MAGIC_BITS, true))),
+      set(t, f32x4sub(f32x4sub(get(t), f32x4mul(get(n), c(LN2_HI))), f32x4mul(get(n), c(LN2_LO)))),
+      set(n, f32x4add(f32x4add(f32x4mul(horner, f32x4mul(get(t), get(t))), get(t)), c(1))),
+    );
+  }
+  /**
+   * exp of lanes x <= 0 (a softmax's x - max), or NaN: the short path on max(x, -87), then 0 where x < -87
+   * (exactly 0 for masked -inf or dtype-min scores; the true value there is below 1.7e-38). No branch.
+   */
+  ofNonPositive(x: Code): Code {
+    const { t, n, ni } = this;
+    this.low ??= this.f.local("v128");
+    const low = this.low;
+    const scale = (e: Code): Code => i32x4add(i32x4shl(e, i32c(23)), this.c(ONE_BITS, true));
+    return cat(
+      set(t, x),
+      set(low, f32x4lt(get(t), this.c(-87))),
+      set(t, f32x4pmax(get(t), this.c(-87))),
+      this.reduce(),
+      v128andnot(f32x4mul(get(n), scale(get(ni))), get(low)),
+    );
+  }
+  private low: number | undefined;
 }
 export const MAGIC_BITS = 0x4b400000;
 export const ONE_BITS = 0x3f800000;

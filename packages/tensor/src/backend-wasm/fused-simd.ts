@@ -36,6 +36,7 @@ import {
   v128store,
   v128zero,
 } from "./emit.js";
+import { attnFuncs } from "./fused-attn.js";
 import {
   Acc,
   at,
@@ -59,7 +60,7 @@ import { normFuncs } from "./fused-norm.js";
 import type { MEMORY_LIMITS } from "./gemm.js";
 
 /** m (f32 local) = the row's maximum, NaNs ignored (as `if (x > m) m = x`); an all -inf row gives 0. */
-function rowMax(w: Row, x: number, m: number): Code {
+export function rowMax(w: Row, x: number, m: number): Code {
   const acc = w.f.local("v128");
   const v = w.f.local("f32");
   const upd = (e: Code): Code => cat(set(v, e), ifThen(f32gt(get(v), get(m)), set(m, get(v))));
@@ -284,6 +285,7 @@ export function fusedModuleBytes(memory: typeof MEMORY_LIMITS): Uint8Array {
       swiglu(),
       swigluBackward(),
       ...normFuncs(),
+      ...attnFuncs(),
     ],
     memory,
   );

@@ -155,6 +155,9 @@ export const SPLIT_FUNCS = [
   "swiglu",
   "swiglu_backward",
   "rms_norm",
+  "masked_softmax",
+  "scaled_softmax_backward",
+  "adamw",
 ] as const;
 export type SplitFunc = (typeof SPLIT_FUNCS)[number];
 

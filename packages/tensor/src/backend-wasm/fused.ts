@@ -1,9 +1,10 @@
 // The wasm backend's fused kernels: the TypeScript ones (they run on the same typed-array storage), with
 // float32 kernels in WebAssembly SIMD above a size threshold for every op: softmax, logSoftmax,
 // cross-entropy and SwiGLU on the fast exp (fused-simd.ts), RMSNorm and RoPE (fused-norm.ts), forward and
-// backward. Operands outside the wasm memory ("js" storage) are copied in and results copied out; even so
-// the kernels are 3-8x faster than the TypeScript ones at the LoRA training step's shapes. With more than
-// one thread, the largest ones split their rows over worker threads of their own (fused-threads.ts).
+// backward, the attention's masked softmax and the AdamW update (fused-attn.ts). Operands outside the
+// wasm memory ("js" storage) are copied in and results copied out; even so the kernels are 3-8x faster
+// than the TypeScript ones at the LoRA training step's shapes (AdamW ~2.7x). With more than one thread,
+// the largest ones split their rows over worker threads of their own (fused-threads.ts).
 
 import type { View } from "../backend/backend.js";
 import { cpuFusedKernels } from "../backend-cpu/kernels-fused.js";
@@ -301,6 +302,57 @@ export function wasmFusedKernels(ctx: FusedContext): FusedKernelTable {
     },
     2,
   );
+  table.maskedSoftmax = wrap("maskedSoftmax", (st, [xv, mv], { scale }, [yv]) => {
+    const [, G, Q, C] = xv.layout.shape as [number, number, number, number];
+    const [R, , n] = rowsOf(xv);
+    const x = st.in(xv, n);
+    const m = st.in(mv, rowsOf(mv)[2]);
+    const o = st.out(yv, n);
+    run.rows("masked_softmax", R, n, (r0, nr) => {
+      const blk = Math.floor(r0 / Q);
+      const a = Math.floor(blk / G);
+      return [nr, C, x + 4 * C * r0, o + 4 * C * r0, m + 4 * C * Q * a, Q, G, r0 % Q, blk % G, scale];
+    });
+  });
+  table.maskedSoftmaxBackward = wrap("maskedSoftmaxBackward", (st, [dyv, yv], { scale }, [dxv]) => {
+    const [R, C, n] = rowsOf(yv);
+    const [dy, y, o] = [st.in(dyv, n), st.in(yv, n), st.out(dxv, n)];
+    const row = (p: number, r0: number) => p + 4 * C * r0;
+    run.rows("scaled_softmax_backward", R, n, (r0, nr) => [
+      nr,
+      C,
+      row(dy, r0),
+      row(y, r0),
+      row(o, r0),
+      scale,
+    ]);
+  });
+  table.adamw = wrap("adamw", (st, [pv, gv, mv, vv], a, [po, mo, vo]) => {
+    const [, , n] = rowsOf(pv);
+    const [p, g, m, v] = [pv, gv, mv, vv].map((t) => st.in(t, n)) as [number, number, number, number];
+    const [P, M, V] = [po, mo, vo].map((t) => st.out(t, n)) as [number, number, number];
+    const at = (q: number, i: number) => q + 4 * i;
+    const decay = 1 - a.lr * a.weight_decay;
+    const step = a.lr / a.bc1;
+    // work n / 4: split only from 4M elements; at 1M (the step's embeddings) two threads were no faster,
+    // the kernel being bound by memory and the staging copies by this thread
+    run.rows(
+      "adamw",
+      n,
+      n / 4,
+      (i, k) => [
+        k,
+        ...[p, g, m, v, P, M, V].map((q) => at(q, i)),
+        decay,
+        step,
+        a.beta1,
+        a.beta2,
+        a.bc2Sqrt,
+        a.eps,
+      ],
+      16,
+    );
+  });
   countersOf.set(table, counters);
   return table;
 }

@@ -53,6 +53,13 @@ export interface FusedSignatures {
     attrs: { ignore_index: number; label_smoothing: number };
   };
   /**
+   * Scaled, masked softmax of attention scores over the last dim: y = softmax(x * scale + mask). x [B, G, T, C]
+   * and an additive mask [B, 1, T, C] shared by the G blocks of each batch (heads, or query groups of a KV head).
+   */
+  maskedSoftmax: { in: ["x", "mask"]; out: ["y"]; attrs: { scale: number } };
+  /** dx = scale * y * (dy - sum(dy * y)) over the last dim (the mask gets no gradient). */
+  maskedSoftmaxBackward: { in: ["dy", "y"]; out: ["dx"]; attrs: { scale: number } };
+  /**
    * One AdamW update (torch.optim.AdamW, trl-peft spec 5.4): decoupled decay w (1 - lr wd), then
    * m = b1 m + (1 - b1) g, v = b2 v + (1 - b2) g^2, w -= lr / bc1 * m / (sqrt(v) / bc2Sqrt + eps), where
    * bc1 = 1 - b1^step and bc2Sqrt = sqrt(1 - b2^step). All four inputs have one shape and dtype.
