@@ -16,5 +16,6 @@ export {
   type ConformanceReport,
   runConformance,
 } from "./conformance.js";
+export { type CaseTiming, timeConformance } from "./conformance-timing.js";
 export { assertGradients, type GradcheckOptions, type GradcheckResult, gradcheck } from "./gradcheck.js";
 export { TOLERANCES } from "./tolerances.js";
