@@ -108,8 +108,20 @@ const CASES: Record<string, Case> = {
     op: "maskedSoftmax",
     constants: [1],
   },
-  "maskedSoftmax, padding mask [B, 1, 1, S] (expanded)": {
+  "maskedSoftmax, padding mask [B, 1, 1, S]": {
     make: (dtype, device) => [randn([2, 2, 3, 6], { dtype, device }), causal([2, 1, 1, 6], dtype, device)],
+    fn: (x, m) => maskedSoftmax(x!, m!, 0.5),
+    op: "maskedSoftmax",
+    constants: [1],
+  },
+  "maskedSoftmax, mask [1, H, 1, S] (expanded to x)": {
+    make: (dtype, device) => [randn([2, 2, 3, 6], { dtype, device }), causal([1, 2, 1, 6], dtype, device)],
+    fn: (x, m) => maskedSoftmax(x!, m!, 0.5),
+    op: "maskedSoftmax",
+    constants: [1],
+  },
+  "maskedSoftmax, one new token (KV cache)": {
+    make: (dtype, device) => [randn([2, 4, 1, 9], { dtype, device }), causal([2, 1, 1, 9], dtype, device)],
     fn: (x, m) => maskedSoftmax(x!, m!, 0.5),
     op: "maskedSoftmax",
     constants: [1],
