@@ -60,7 +60,7 @@ import { normFuncs } from "./fused-norm.js";
 import type { MEMORY_LIMITS } from "./gemm.js";
 
 /** m (f32 local) = the row's maximum, NaNs ignored (as `if (x > m) m = x`); an all -inf row gives 0. */
-export function rowMax(w: Row, x: number, m: number): Code {
+function rowMax(w: Row, x: number, m: number): Code {
   const acc = w.f.local("v128");
   const v = w.f.local("f32");
   const upd = (e: Code): Code => cat(set(v, e), ifThen(f32gt(get(v), get(m)), set(m, get(v))));
