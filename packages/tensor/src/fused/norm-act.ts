@@ -8,6 +8,13 @@ import { fmt, numel, shapesEqual } from "../shape.js";
 import type { Tensor } from "../tensor.js";
 import { hasFused, runFused } from "./dispatch.js";
 
+/** A gradient the engine asked for, or null (freeing one it did not). */
+function wanted(g: Tensor, need: boolean | undefined): Tensor | null {
+  if (need) return g;
+  g.dispose();
+  return null;
+}
+
 /** x * rsqrt(mean(x^2, -1) + eps) * weight (trl-peft spec 3: LlamaRMSNorm), as primitives. */
 export function rmsNormComposition(x: Tensor, weight: Tensor, eps: number): Tensor {
   const variance = x.square().mean(-1, true);
@@ -50,7 +57,7 @@ export function rmsNorm(x: Tensor, weight: Tensor, eps: number): Tensor {
       [x.shape, x.dtype],
       [[C!], x.dtype],
     ]);
-    return [needs[0] ? dx : (dx.dispose(), null), needs[1] ? dw : (dw.dispose(), null)];
+    return [wanted(dx, needs[0]), wanted(dw, needs[1])];
   });
 }
 
@@ -87,7 +94,7 @@ export function swiglu(gate: Tensor, up: Tensor): Tensor {
       [gate.shape, gate.dtype],
       [gate.shape, gate.dtype],
     ]);
-    return [needs[0] ? dg : (dg.dispose(), null), needs[1] ? du : (du.dispose(), null)];
+    return [wanted(dg, needs[0]), wanted(du, needs[1])];
   });
 }
 
