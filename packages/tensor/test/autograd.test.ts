@@ -1,4 +1,16 @@
-import { getBackend, manualSeed, noGrad, randn, tensor, tidy, zeros } from "@tsgrad/tensor";
+import {
+  cpuKernels,
+  createCpuBackend,
+  getBackend,
+  type KernelTable,
+  manualSeed,
+  noGrad,
+  randn,
+  setBackend,
+  tensor,
+  tidy,
+  zeros,
+} from "@tsgrad/tensor";
 import { assertGradients, gradcheck } from "@tsgrad/tensor/testing";
 import { describe, expect, it } from "vitest";
 
@@ -56,5 +68,36 @@ describe("autograd engine", () => {
     const out = tidy(() => zeros([100]).add(1).mul(2).sum());
     expect(out.itemSync()).toBe(200);
     expect(getBackend().liveBytes() - before).toBe(4);
+  });
+});
+
+describe("matmul gradients in the input's layout", () => {
+  it("a weight used as W.mT gets its gradient without a transposing copy, and the right values", () => {
+    let copies = 0;
+    const contiguous: KernelTable["contiguous"] = (i, a, o) => {
+      copies++;
+      cpuKernels.contiguous(i, a, o);
+    };
+    const prev = getBackend();
+    setBackend(createCpuBackend("count-copies", { ...cpuKernels, contiguous }));
+    try {
+      const x = randn([6, 4], { dtype: "float64" }).requiresGrad_();
+      const w = randn([5, 4], { dtype: "float64" }).requiresGrad_();
+      const dy = randn([6, 5], { dtype: "float64" });
+      x.matmul(w.mT).mul(dy).sum().backward();
+      expect(copies).toBe(0);
+      // dW = dY^T X and dX = dY W
+      const dw = dy.mT.matmul(x.detach());
+      const dx = dy.matmul(w.detach());
+      expect(Array.from(w.grad!.dataSync())).toEqual(Array.from(dw.dataSync()));
+      expect(Array.from(x.grad!.dataSync())).toEqual(Array.from(dx.dataSync()));
+      // the same through a transposed first operand
+      const a = randn([4, 6], { dtype: "float64" }).requiresGrad_();
+      a.mT.matmul(w.mT).mul(dy).sum().backward();
+      expect(copies).toBe(0);
+      expect(Array.from(a.grad!.dataSync())).toEqual(Array.from(w.detach().mT.matmul(dy.mT).dataSync()));
+    } finally {
+      setBackend(prev);
+    }
   });
 });

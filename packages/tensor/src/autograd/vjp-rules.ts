@@ -104,9 +104,12 @@ export const vjpRules: { [K in OpName]: VjpRule<K> | typeof NON_DIFFERENTIABLE }
   argmax: NON_DIFFERENTIABLE,
   argmin: NON_DIFFERENTIABLE,
   contiguous: (dy) => [dy],
+  // dL/dA = dY B^T and dL/dB = A^T dY; for an input stored transposed (a weight W used as W.mT) the
+  // gradient is computed transposed, (B dY^T)^T or (dY^T A)^T, so it arrives in the input's own layout and
+  // reaches W's .grad without a transposing copy
   matmul: (dy, { inputs: [a, b], needs }) => [
-    needs[0] ? dy.matmul(b.mT) : null, // dL/dA = dY B^T
-    needs[1] ? a.mT.matmul(dy) : null, // dL/dB = A^T dY
+    needs[0] ? (storedTransposed(a) ? b.matmul(dy.mT).mT : dy.matmul(b.mT)) : null,
+    needs[1] ? (storedTransposed(b) ? dy.mT.matmul(a).mT : a.mT.matmul(dy)) : null,
   ],
   gather: (dy, { inputs: [x, index], attrs }) => [F.scatterAdd(index, dy, attrs.dim, x.shape), null],
   scatterAdd: (dy, { inputs: [index], attrs }) => [null, F.gather(dy, attrs.dim, index)],
@@ -116,6 +119,18 @@ export const vjpRules: { [K in OpName]: VjpRule<K> | typeof NON_DIFFERENTIABLE }
   ],
   indexAdd: (dy, { inputs: [index], attrs }) => [null, F.indexSelect(dy, attrs.dim, index)],
 };
+
+/** A matrix (or batch of them) laid out column-major: the transpose of a contiguous tensor. */
+function storedTransposed(t: Tensor): boolean {
+  const r = t.ndim;
+  return (
+    r >= 2 &&
+    t.shape[r - 1]! > 1 &&
+    t.shape[r - 2]! > 1 &&
+    t.strides[r - 2] === 1 &&
+    t.strides[r - 1] === t.shape[r - 2]
+  );
+}
 
 function spreadOverTies(dy: Tensor, x: Tensor, out: Tensor, dims: number[]): Tensor {
   const hit = x.eq(out.expand(x.shape));
