@@ -143,7 +143,7 @@ describe("wasm sgemm", () => {
         check(be, 1, 262, 300, 70, la, lb); // rows over a shared packed B, two K blocks
         check(be, 1, 9, 260, 301, la, lb); // too few rows: columns over a shared packed B
         check(be, 2, 70, 33, 45, la, lb); // a shared packed B per batch entry
-        check(be, 7, 21, 17, 9, la, lb); // whole batch entries
+        check(be, 9, 21, 17, 9, la, lb); // whole batch entries
         check(be, 2, 70, 260, 19, la, lb, true); // broadcast B
       }
     }

@@ -81,8 +81,11 @@ export const DEFAULT_MIN_MATMUL_WORK = 64;
 export const DEFAULT_MIN_MATMUL_WORK_STAGED = 2048;
 export const DEFAULT_MIN_THREADED_WORK = 192 * 192 * 192;
 
-/** Chunks per thread when a matmul is split (more balance under load, more packing). */
-const CHUNKS_PER_THREAD = 3;
+/**
+ * Chunks per thread when a matmul is split: more balance under load. Chunks share one packed B, so more
+ * of them cost no packing; with 2 threads and M = 1024 a chunk is 128 rows, one MC block.
+ */
+const CHUNKS_PER_THREAD = 4;
 const MIN_CHUNK_ROWS = 32;
 
 interface Compiled {
