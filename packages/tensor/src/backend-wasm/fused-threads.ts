@@ -162,7 +162,7 @@ export const SPLIT_FUNCS = [
 export type SplitFunc = (typeof SPLIT_FUNCS)[number];
 
 /** Smallest work (elements) split over threads: below it waking the workers costs more than it saves. */
-export const DEFAULT_MIN_FUSED_THREADED = 1 << 20;
+export const DEFAULT_MIN_FUSED_THREADED = 1 << 16;
 /** Calls per thread of a split kernel (balance when a thread is slowed by other load). */
 const CALLS_PER_THREAD = 3;
 

@@ -334,12 +334,12 @@ export function wasmFusedKernels(ctx: FusedContext): FusedKernelTable {
     const at = (q: number, i: number) => q + 4 * i;
     const decay = 1 - a.lr * a.weight_decay;
     const step = a.lr / a.bc1;
-    // work n / 4: split only from 4M elements; at 1M (the step's embeddings) two threads were no faster,
+    // work n / 64: split only from 4M elements; at 1M (the step's embeddings) two threads were no faster,
     // the kernel being bound by memory and the staging copies by this thread
     run.rows(
       "adamw",
       n,
-      n / 4,
+      n / 64,
       (i, k) => [
         k,
         ...[p, g, m, v, P, M, V].map((q) => at(q, i)),
