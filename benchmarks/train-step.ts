@@ -46,6 +46,8 @@ const RANK = 8;
 const ALPHA = 16;
 const TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
 const LOSS_TOL = 1e-4;
+/** GFLOP/s one core reaches with 128-bit SIMD multiply-add (cpu-anchors.md, peak.c), the WebAssembly ceiling. */
+const CEILING = 67;
 
 // ---------------- child: one tsgrad run ----------------
 
@@ -58,6 +60,9 @@ interface ChildResult {
   losses: number[];
   trainable_params: number;
   backend: string;
+  /** Median over the timed steps of the matmul kernels' time, and their FLOPs per step. */
+  matmul_ms: number;
+  matmul_gflop: number;
 }
 
 async function child(): Promise<void> {
@@ -73,6 +78,19 @@ async function child(): Promise<void> {
     fused?: Record<string, unknown>;
   };
   if (backend.startThreads) await backend.startThreads();
+  // time and FLOPs of the matmul kernels, every run: the step's cost split into matmul and the rest
+  let mmMs = 0;
+  let mmFlops = 0;
+  const mm = backend.kernels.matmul as (...a: unknown[]) => unknown;
+  type V = { layout: { shape: number[] } };
+  backend.kernels.matmul = (...a: unknown[]): unknown => {
+    const t0 = performance.now();
+    const r = mm(...a);
+    mmMs += performance.now() - t0;
+    const K = (a[0] as V[])[0]!.layout.shape.at(-1)!;
+    mmFlops += 2 * K * (a[2] as V).layout.shape.reduce((x, y) => x * y, 1);
+    return r;
+  };
   // --profile: time every kernel call of the timed steps, by kernel name and argument shapes
   const prof = new Map<string, { ms: number; calls: number }>();
   let profiling = false;
@@ -164,11 +182,19 @@ async function child(): Promise<void> {
   };
   const losses: number[] = [];
   const ts: number[] = [];
+  const mmTimes: number[] = [];
+  let gflop = 0;
   for (let i = 0; i < warmup + steps; i++) {
+    mmMs = 0;
+    mmFlops = 0;
     const t0 = performance.now();
     losses.push(step());
     const dt = performance.now() - t0;
-    if (i >= warmup) ts.push(dt);
+    if (i >= warmup) {
+      ts.push(dt);
+      mmTimes.push(mmMs);
+      gflop = mmFlops / 1e9;
+    }
     profiling = i + 1 >= warmup;
     log(
       `tsgrad ${mode} ${backend.threads ?? 1}t step ${i}: loss ${losses[i]!.toFixed(5)}, ${dt.toFixed(0)} ms`,
@@ -198,6 +224,8 @@ async function child(): Promise<void> {
     losses,
     trainable_params: [...params.values()].reduce((s, p) => s + p.numel, 0),
     backend: backend.name,
+    matmul_ms: median(mmTimes),
+    matmul_gflop: gflop,
   };
   console.log(JSON.stringify(out));
   process.exit(0);
@@ -451,10 +479,35 @@ ${
 |---|---|---|---|---|---|
 ${rows.join("\n")}
 
+## Where tsgrad's time goes
+
+| mode | threads | ms/step | matmul ms | matmul GFLOP/step | matmul GFLOP/s | rest ms | target ms/step | matmul ms at the SIMD ceiling | left for the rest |
+|---|---|---|---|---|---|---|---|---|---|
+${modes
+  .flatMap((mode) =>
+    [1, 2].map((th) => {
+      const t = ts[`${mode}/${th}`]!;
+      const ref = torch[`${mode}/${th}`];
+      const goal = mode === "lora" ? 0.4 : 0.33;
+      const budget = ref ? ref.ms / goal : undefined;
+      const floor = (t.matmul_gflop / (CEILING * th)) * 1e3;
+      return `| ${mode} | ${th} | ${f0(t.ms_per_step)} | ${f0(t.matmul_ms)} | ${t.matmul_gflop.toFixed(1)} | ${(t.matmul_gflop / (t.matmul_ms / 1e3)).toFixed(1)} | ${f0(t.ms_per_step - t.matmul_ms)} | ${f0(budget)} | ${f0(floor)} | ${budget === undefined ? "—" : f0(budget - floor)} |`;
+    }),
+  )
+  .join("\n")}
+
+matmul ms is the time inside the matmul kernels (median over the timed steps; staging copies included),
+rest ms everything else (the other kernels, autograd, allocation). Target ms/step is PyTorch's ms/step in
+this run divided by the target ratio. WebAssembly SIMD is 128-bit, and 128 bits of multiply-add issue at
+most ${CEILING} GFLOP/s per core on this CPU (\`../shared/reference/cpu-anchors.md\`, measured with \`peak.c\`;
+FMA does not raise it). At that ceiling, ${CEILING} GFLOP/s per thread, the step's matmuls alone would take the
+"ceiling" column, which leaves the last column for everything else. PyTorch itself spends a quarter to a
+third of its step outside GEMM (cpu-anchors.md: GEMM is 63-75% of its step).
+
 ## Targets
 
 - LoRA step ≥ 0.4× PyTorch's throughput: 1 thread ${target("lora", 1, 0.4)}, 2 threads ${target("lora", 2, 0.4)}.
-- Full fine-tuning step ≥ 0.33×: 1 thread ${target("full", 1, 0.33)}, 2 threads ${target("full", 2, 0.33)}.
+- Full fine-tuning step ≥ 0.33×: 1 thread $target("full", 1, 0.33), 2 threads $target("full", 2, 0.33).
 `;
   writeFileSync(out, md);
   log(`wrote ${out}`);
