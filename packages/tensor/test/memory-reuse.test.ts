@@ -68,3 +68,24 @@ describe("backward frees its intermediate gradients", () => {
     expect(run(true)).toBeGreaterThan(8000 * 3);
   });
 });
+
+describe("wasm heap", () => {
+  it("hands a released block back zero-filled when asked, as is otherwise", async () => {
+    const { Heap, sizeClass, wasmApi } = await import("../src/backend-wasm/heap.js");
+    const memory = new (wasmApi()!.Memory)({ initial: 1, maximum: 64, shared: true });
+    const heap = new Heap(memory, 1024);
+    const bytes = 3 * 1024 * 1024 + 40; // a size class that is a multiple of 16, not of 4096
+    expect(sizeClass(bytes) % 16).toBe(0);
+    const a = heap.alloc(bytes);
+    new Uint8Array(heap.buffer, a, sizeClass(bytes)).fill(7);
+    heap.release(a, bytes);
+    const b = heap.alloc(bytes);
+    expect(b).toBe(a);
+    expect(new Uint8Array(heap.buffer, b, sizeClass(bytes)).every((v) => v === 0)).toBe(true);
+    new Uint8Array(heap.buffer, b, sizeClass(bytes)).fill(9);
+    heap.release(b, bytes);
+    const c = heap.alloc(bytes, false);
+    expect(c).toBe(a);
+    expect(new Uint8Array(heap.buffer, c, 16)[0]).toBe(9);
+  });
+});
