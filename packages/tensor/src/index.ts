@@ -5,14 +5,15 @@ import { setDefaultBackendFactory } from "./backend/registry.js";
 import { createCpuBackend } from "./backend-cpu/index.js";
 import { createWasmBackend, wasmSimdSupported } from "./backend-wasm/index.js";
 
-// The "cpu" device: the plain TypeScript kernels on ordinary typed arrays, with float32 matmul in WebAssembly
-// SIMD (over worker threads when large) wherever WebAssembly SIMD exists. TSGRAD_CPU_BACKEND=ts selects the
-// plain TypeScript backend, the reference every backend is tested against.
+// The "cpu" device: the wasm backend wherever WebAssembly SIMD exists, its tensors in the WebAssembly memory
+// up to TSGRAD_WASM_HEAP_MB and in ordinary typed arrays past it ("auto" storage), the TypeScript kernels
+// where WebAssembly does not win. TSGRAD_CPU_BACKEND=ts selects the plain TypeScript backend, the reference
+// every backend is tested against.
 setDefaultBackendFactory(() =>
   wasmSimdSupported() &&
   (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env
     ?.TSGRAD_CPU_BACKEND !== "ts"
-    ? createWasmBackend({ name: "cpu", storage: "js" })
+    ? createWasmBackend({ name: "cpu", storage: "auto" })
     : createCpuBackend(),
 );
 

@@ -69,10 +69,24 @@ export interface WasmBackendOptions {
   /**
    * Where tensors live. "wasm" (default): in the shared WebAssembly memory, so kernels read them in place;
    * that memory is limited to 4 GiB and is reclaimed from tensors that are not disposed only when the
-   * garbage collector runs. "js": ordinary typed arrays, like the plain CPU backend; matmul copies the
-   * operands' spans in and the product out.
+   * garbage collector runs. "js": ordinary typed arrays, like the plain CPU backend; the wasm kernels copy
+   * the operands' spans in and the results out. "auto": in the WebAssembly memory while the tensors there
+   * take at most `heapBytes`, then ordinary typed arrays, so a program that never disposes runs out of
+   * nothing but speed; adopted arrays (loaded weights) stay where they are, without a copy.
    */
-  storage?: "wasm" | "js";
+  storage?: "wasm" | "js" | "auto";
+  /** With "auto" storage: the bytes of tensors kept in the WebAssembly memory; default TSGRAD_WASM_HEAP_MB or 1024 MiB. */
+  heapBytes?: number;
+}
+
+/** TSGRAD_WASM_HEAP_MB (MiB), else 1 GiB. */
+function defaultHeapBytes(): number {
+  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env
+    ?.TSGRAD_WASM_HEAP_MB;
+  const mb = env !== undefined && env !== "" ? Number(env) : 1024;
+  if (!(mb >= 0 && mb <= 4096))
+    throw new RangeError(`TSGRAD_WASM_HEAP_MB must be a number of MiB in [0, 4096], got ${env}`);
+  return mb * 1024 * 1024;
 }
 
 /** Defaults measured on the 2-core Zen 5 dev machine (see benchmarks/). */
@@ -188,15 +202,20 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
   const heap = new Heap(memory, 1024);
   const node = nodeThreads();
   let threads = node ? threadCount(options.threads, node.cores) : 1;
+  // NOTE: one threshold whether or not the operands happen to be in the WebAssembly memory ("auto"), so a
+  // product's rounding never depends on where its tensors were allocated
   const minWork =
     options.minMatmulWork ??
-    (options.storage === "js" ? DEFAULT_MIN_MATMUL_WORK_STAGED : DEFAULT_MIN_MATMUL_WORK);
+    (options.storage === "js" || options.storage === "auto"
+      ? DEFAULT_MIN_MATMUL_WORK_STAGED
+      : DEFAULT_MIN_MATMUL_WORK);
   const minThreaded = options.minThreadedWork ?? DEFAULT_MIN_THREADED_WORK;
   let live = 0;
   const counters = { matmulTs: 0, matmulWasm: 0, matmulThreaded: 0 };
-  const finalizer = new FinalizationRegistry<{ addr: number; bytes: number }>((b) =>
-    heap.release(b.addr, b.bytes),
-  );
+  const finalizer = new FinalizationRegistry<{ addr: number; bytes: number }>((b) => {
+    heap.release(b.addr, b.bytes);
+    inHeapBytes -= b.bytes;
+  });
   let work = -1;
   let pool: WorkerPool | null = null;
   let workerWork: number[] = [];
@@ -216,13 +235,16 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
   };
 
   const jsStorage = options.storage === "js";
-  const buffers = new BufferPool(jsStorage ? defaultPoolBytes() : 0);
+  const autoStorage = options.storage === "auto";
+  const heapBudget = autoStorage ? (options.heapBytes ?? defaultHeapBytes()) : Number.POSITIVE_INFINITY;
+  let inHeapBytes = 0;
+  const buffers = new BufferPool(jsStorage || autoStorage ? defaultPoolBytes() : 0);
   const allocStorage = (dtype: DType, size: number): Storage => {
-    if (jsStorage) {
-      live += size * bytesPerElement(dtype);
+    const bytes = size * bytesPerElement(dtype);
+    if (jsStorage || inHeapBytes + bytes > heapBudget) {
+      live += bytes;
       return new CpuStorage(dtype, buffers.take(dtype, size));
     }
-    const bytes = size * bytesPerElement(dtype);
     const addr = heap.alloc(bytes);
     const Ctor = typedArrayFor(dtype, 0).constructor as new (
       b: ArrayBufferLike,
@@ -232,13 +254,13 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
     const s = new WasmStorage(name, dtype, new Ctor(heap.buffer, addr, size), addr, bytes, heap);
     finalizer.register(s, { addr, bytes }, s);
     live += bytes;
+    inHeapBytes += bytes;
     return s;
   };
 
+  const inHeap = (st: Storage): st is WasmStorage => st instanceof WasmStorage && st.heap === heap;
   const matmul: Kernel<"matmul"> = (inputs, attrs, out) => {
     const [a, b] = inputs;
-    const sa = a.storage;
-    const sb = b.storage;
     const r = a.layout.shape.length;
     const M = a.layout.shape[r - 2]!;
     const K = a.layout.shape[r - 1]!;
@@ -252,36 +274,32 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
       return;
     }
     if (flops === 0) return; // the output is already zero
-    const so = out.storage;
-    if (
-      sa instanceof WasmStorage &&
-      sb instanceof WasmStorage &&
-      so instanceof WasmStorage &&
-      sa.heap === heap &&
-      sb.heap === heap &&
-      so.heap === heap
-    ) {
-      gemm(a, b, sa.addr, sb.addr, so.addr + out.layout.offset * 4, M, N, K, T);
-      return;
-    }
-    // Operands outside this memory: copy the spans the views cover in, keep their strides, copy C out.
-    const [aLo, aHi] = span(a);
-    const [bLo, bHi] = span(b);
-    const cBytes = 4 * T * M * N;
-    const aStage = heap.alloc(4 * (aHi - aLo), false);
-    const bStage = heap.alloc(4 * (bHi - bLo), false);
-    // sgemm writes every element of C without reading it: no zero fill (slow on shared memory)
-    const cStage = heap.alloc(cBytes, false);
+    // Operands outside this memory: copy the span each view covers in (keeping its strides), and the
+    // product out; operands inside are read in place.
+    const staged: [number, number][] = [];
+    const place = (v: View): number => {
+      if (inHeap(v.storage)) return v.storage.addr;
+      const [lo, hi] = span(v);
+      const at = heap.alloc(4 * (hi - lo), false);
+      staged.push([at, 4 * (hi - lo)]);
+      new Float32Array(heap.buffer, at, hi - lo).set(dataOf(v).subarray(lo, hi));
+      return at - 4 * lo;
+    };
     try {
-      const buf = heap.buffer;
-      new Float32Array(buf, aStage, aHi - aLo).set(dataOf(a).subarray(aLo, aHi));
-      new Float32Array(buf, bStage, bHi - bLo).set(dataOf(b).subarray(bLo, bHi));
-      gemm(a, b, aStage - 4 * aLo, bStage - 4 * bLo, cStage, M, N, K, T);
-      dataOf(out).set(new Float32Array(buf, cStage, T * M * N), out.layout.offset);
+      const aAddr = place(a);
+      const bAddr = place(b);
+      if (inHeap(out.storage)) {
+        gemm(a, b, aAddr, bAddr, out.storage.addr + out.layout.offset * 4, M, N, K, T);
+        return;
+      }
+      // sgemm writes every element of C without reading it: no zero fill (slow on shared memory)
+      const cBytes = 4 * T * M * N;
+      const cStage = heap.alloc(cBytes, false);
+      staged.push([cStage, cBytes]);
+      gemm(a, b, aAddr, bAddr, cStage, M, N, K, T);
+      dataOf(out).set(new Float32Array(heap.buffer, cStage, T * M * N), out.layout.offset);
     } finally {
-      heap.release(aStage, 4 * (aHi - aLo));
-      heap.release(bStage, 4 * (bHi - bLo));
-      heap.release(cStage, cBytes);
+      for (const [at, bytes] of staged) heap.release(at, bytes);
     }
   };
 
@@ -438,7 +456,7 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
     },
     adopt(data: TypedArray, dtype: DType): Storage {
       // Only typed-array storage can take the caller's array; wasm memory needs the copy.
-      if (!jsStorage || typedArrayFor(dtype, 0).constructor !== data.constructor)
+      if (!(jsStorage || autoStorage) || typedArrayFor(dtype, 0).constructor !== data.constructor)
         return this.fromArray(data, dtype);
       live += data.length * bytesPerElement(dtype);
       return new CpuStorage(dtype, data);
@@ -464,6 +482,7 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
       finalizer.unregister(s);
       heap.release(s.addr, s.bytes);
       live -= s.bytes;
+      inHeapBytes -= s.bytes;
       s.addr = -1;
       s.data = typedArrayFor(s.dtype, 0);
     },
