@@ -70,9 +70,9 @@ export interface WasmBackendOptions {
    * Where tensors live. "wasm" (default): in the shared WebAssembly memory, so kernels read them in place;
    * that memory is limited to 4 GiB and is reclaimed from tensors that are not disposed only when the
    * garbage collector runs. "js": ordinary typed arrays, like the plain CPU backend; the wasm kernels copy
-   * the operands' spans in and the results out. "auto": in the WebAssembly memory while the tensors there
-   * take at most `heapBytes`, then ordinary typed arrays, so a program that never disposes runs out of
-   * nothing but speed; adopted arrays (loaded weights) stay where they are, without a copy.
+   * the operands' spans in and the results out. "auto": float32 tensors in the WebAssembly memory while the
+   * tensors there take at most `heapBytes`, then ordinary typed arrays, so a program that never disposes
+   * runs out of nothing but speed; other dtypes and adopted arrays (loaded weights) are typed arrays.
    */
   storage?: "wasm" | "js" | "auto";
   /** With "auto" storage: the bytes of tensors kept in the WebAssembly memory; default TSGRAD_WASM_HEAP_MB or 1024 MiB. */
@@ -241,7 +241,8 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
   const buffers = new BufferPool(jsStorage || autoStorage ? defaultPoolBytes() : 0);
   const allocStorage = (dtype: DType, size: number): Storage => {
     const bytes = size * bytesPerElement(dtype);
-    if (jsStorage || inHeapBytes + bytes > heapBudget) {
+    // "auto" keeps only float32, the dtype the WebAssembly kernels read, in their memory (which never shrinks)
+    if (jsStorage || (autoStorage && (dtype !== "float32" || inHeapBytes + bytes > heapBudget))) {
       live += bytes;
       return new CpuStorage(dtype, buffers.take(dtype, size));
     }
