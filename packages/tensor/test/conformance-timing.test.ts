@@ -16,9 +16,12 @@ describe("timeConformance", () => {
       cpuKernels.neg(inputs, attrs, out);
     };
     const backend = createCpuBackend("slow-neg", { ...cpuKernels, neg: slowNeg });
-    const rows = timeConformance(backend, { ops: ["neg", "add"], minMs: 0.2, batches: 2 });
+    const rows = timeConformance(backend, { ops: ["neg", "add"], minMs: 0.2, batches: 2, passes: 2 });
     expect(rows.length).toBeGreaterThan(10);
     expect(new Set(rows.map((r) => r.op))).toEqual(new Set(["neg"])); // add is the reference's own kernel
-    for (const r of rows) expect(r.backendUs).toBeGreaterThan(r.referenceUs + 15);
+    for (const r of rows) {
+      expect(r.backendUs).toBeGreaterThan(r.referenceUs + 15);
+      expect(r.minRatio).toBeGreaterThan(1); // slower in every pass
+    }
   });
 });

@@ -262,6 +262,11 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
   const inHeap = (st: Storage): st is WasmStorage => st instanceof WasmStorage && st.heap === heap;
   const matmul: Kernel<"matmul"> = (inputs, attrs, out) => {
     const [a, b] = inputs;
+    if (a.dtype !== "float32") {
+      counters.matmulTs++;
+      cpuKernels.matmul(inputs, attrs, out);
+      return;
+    }
     const r = a.layout.shape.length;
     const M = a.layout.shape[r - 2]!;
     const K = a.layout.shape[r - 1]!;
@@ -269,7 +274,7 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
     let T = 1;
     for (let i = 0; i < r - 2; i++) T *= a.layout.shape[i]!;
     const flops = T * M * N * K;
-    if (a.dtype !== "float32" || flops < minWork) {
+    if (flops < minWork) {
       counters.matmulTs++;
       cpuKernels.matmul(inputs, attrs, out);
       return;

@@ -110,6 +110,10 @@ export function reduceKernels(
     const fallback = cpuKernels[op] as Kernel<"sum">;
     return (inputs, attrs, out) => {
       const [a] = inputs;
+      if (a.dtype !== "float32" || attrs.dims.length !== 1) {
+        fallback(inputs, attrs, out); // the common cheap rejections first: this wrapper sits on every sum/max
+        return;
+      }
       const { shape, strides, offset } = a.layout;
       const n = numel(shape);
       const rank = shape.length;
