@@ -197,7 +197,8 @@ export function elementwiseKernels(
     const fn = exports[op] as Fn;
     const fallback = cpuKernels[op];
     return (inputs, attrs, out) => {
-      const [a, b] = inputs;
+      const a = inputs[0];
+      const b = inputs[1];
       const { shape, strides } = out.layout;
       const n = numel(shape);
       if (
@@ -238,7 +239,7 @@ export function elementwiseKernels(
 
   const negFn = exports.neg as Fn;
   const neg: Kernel<"neg"> = (inputs, attrs, out) => {
-    const [a] = inputs;
+    const a = inputs[0];
     const n = numel(out.layout.shape);
     if (
       n < minSize ||

@@ -261,7 +261,8 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
 
   const inHeap = (st: Storage): st is WasmStorage => st instanceof WasmStorage && st.heap === heap;
   const matmul: Kernel<"matmul"> = (inputs, attrs, out) => {
-    const [a, b] = inputs;
+    const a = inputs[0];
+    const b = inputs[1];
     if (a.dtype !== "float32") {
       counters.matmulTs++;
       cpuKernels.matmul(inputs, attrs, out);

@@ -109,7 +109,7 @@ export function reduceKernels(
     const fn = exports[op === "sum" ? "sum_rows" : "max_rows"] as Fn;
     const fallback = cpuKernels[op] as Kernel<"sum">;
     return (inputs, attrs, out) => {
-      const [a] = inputs;
+      const a = inputs[0];
       if (a.dtype !== "float32" || attrs.dims.length !== 1) {
         fallback(inputs, attrs, out); // the common cheap rejections first: this wrapper sits on every sum/max
         return;

@@ -439,7 +439,7 @@ export function transcendentalKernels(
     const fn = exports[op] as Fn;
     const fallback = cpuKernels[op];
     return (inputs, attrs, out) => {
-      const [a] = inputs;
+      const a = inputs[0];
       const n = numel(out.layout.shape);
       if (
         n < minSize ||
