@@ -1,30 +1,26 @@
-// The wasm backend: the CPU backend's storage model (typed arrays read with dataOf) placed inside one shared
-// WebAssembly.Memory, so every plain TypeScript kernel runs on it unchanged and without copies, and the ops
-// where WebAssembly SIMD wins are overridden: float32 matmul (gemm.ts), split over worker threads above a size
-// threshold, and above size thresholds float32 add/sub/mul/div/neg (elementwise.ts), exp/sigmoid
-// (transcendental.ts) and last-dim sum/max (reduce.ts), which give exactly what the TypeScript kernels
-// give. The modules are emitted from TypeScript at startup (emit.ts).
+// The wasm backend: the CPU backend's storage model (typed arrays read with dataOf), its blocks placed in one
+// shared WebAssembly.Memory ("wasm" storage), kept as ordinary typed arrays ("js"), or the first up to a
+// budget and the second past it ("auto", the default cpu device's), so every plain TypeScript kernel runs
+// on it unchanged; the ops where WebAssembly SIMD wins are overridden: float32 matmul (gemm.ts, run by
+// gemm-run.ts, split over worker threads above a size threshold), and above size thresholds float32
+// add/sub/mul/div/neg (elementwise.ts), exp/sigmoid (transcendental.ts) and last-dim sum/max (reduce.ts),
+// which give exactly what the TypeScript kernels give, and the fused kernels (fused.ts). Operands outside
+// the memory are copied in and results out. The modules are emitted from TypeScript at startup (emit.ts).
 
 import type { Backend, Storage, View } from "../backend/backend.js";
 import { registerBackend } from "../backend/registry.js";
 import { cpuKernels } from "../backend-cpu/index.js";
 import { BufferPool, defaultPoolBytes } from "../backend-cpu/pool.js";
-import { CpuStorage, dataOf, rowMajor, stridedOffsets } from "../backend-cpu/storage.js";
+import { CpuStorage, dataOf, rowMajor } from "../backend-cpu/storage.js";
 import { bytesPerElement, type DType, type TypedArray, typedArrayFor } from "../dtype.js";
 import type { Kernel, KernelTable } from "../ops/signatures.js";
 import { elementwiseKernels, elementwiseModuleBytes } from "./elementwise.js";
 import { wasmFusedKernels } from "./fused.js";
-import { gemmModuleBytes, KC, MEMORY_LIMITS, MR, NR, WORKSPACE_BYTES } from "./gemm.js";
+import { gemmModuleBytes, MEMORY_LIMITS } from "./gemm.js";
+import { createGemm } from "./gemm-run.js";
 import { Heap, type WasmApi, type WasmMemory, wasmApi } from "./heap.js";
 import { reduceKernels, reduceModuleBytes } from "./reduce.js";
-import {
-  CHUNK_PACK_B,
-  CHUNK_PACKED,
-  CHUNK_SGEMM,
-  CHUNK_WORDS,
-  type GemmExports,
-  WorkerPool,
-} from "./threads.js";
+import type { GemmExports } from "./threads.js";
 import { transcendentalKernels, transcendentalModuleBytes } from "./transcendental.js";
 
 export class WasmStorage implements Storage {
@@ -94,13 +90,6 @@ export const DEFAULT_MIN_MATMUL_WORK = 64;
 /** With "js" storage the operands are copied in and out, which costs more than tiny products. */
 export const DEFAULT_MIN_MATMUL_WORK_STAGED = 2048;
 export const DEFAULT_MIN_THREADED_WORK = 192 * 192 * 192;
-
-/**
- * Chunks per thread when a matmul is split: more balance under load. Chunks share one packed B, so more
- * of them cost no packing; with 2 threads and M = 1024 a chunk is 128 rows, one MC block.
- */
-const CHUNKS_PER_THREAD = 4;
-const MIN_CHUNK_ROWS = 32;
 
 interface Compiled {
   api: WasmApi;
@@ -197,8 +186,6 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
   const ewExports = new api.Instance(elementwise, { env: { memory } }).exports;
   const trExports = new api.Instance(transcendental, { env: { memory } }).exports;
   const rdExports = new api.Instance(reduce, { env: { memory } }).exports;
-  const gemmExports = exports as unknown as GemmExports;
-  const sgemm = gemmExports.sgemm;
   const heap = new Heap(memory, 1024);
   const node = nodeThreads();
   let threads = node ? threadCount(options.threads, node.cores) : 1;
@@ -216,23 +203,16 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
     heap.release(b.addr, b.bytes);
     inHeapBytes -= b.bytes;
   });
-  let work = -1;
-  let pool: WorkerPool | null = null;
-  let workerWork: number[] = [];
-
-  const getPool = (): WorkerPool | null => {
-    if (threads < 2 || !node) return null;
-    if (!pool) {
-      workerWork = Array.from({ length: threads - 1 }, () => heap.alloc(WORKSPACE_BYTES));
-      pool = WorkerPool.start(
-        node.Worker as unknown as Parameters<typeof WorkerPool.start>[0],
-        module,
-        memory,
-        workerWork,
-      );
-    }
-    return pool;
-  };
+  const gemm = createGemm({
+    heap,
+    module,
+    memory,
+    exports: exports as unknown as GemmExports,
+    worker: node?.Worker,
+    threads: () => threads,
+    minThreaded,
+    counters,
+  });
 
   const jsStorage = options.storage === "js";
   const autoStorage = options.storage === "auto";
@@ -296,126 +276,17 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
       const aAddr = place(a);
       const bAddr = place(b);
       if (inHeap(out.storage)) {
-        gemm(a, b, aAddr, bAddr, out.storage.addr + out.layout.offset * 4, M, N, K, T);
+        gemm.run(a, b, aAddr, bAddr, out.storage.addr + out.layout.offset * 4, M, N, K, T);
         return;
       }
       // sgemm writes every element of C without reading it: no zero fill (slow on shared memory)
       const cBytes = 4 * T * M * N;
       const cStage = heap.alloc(cBytes, false);
       staged.push([cStage, cBytes]);
-      gemm(a, b, aAddr, bAddr, cStage, M, N, K, T);
+      gemm.run(a, b, aAddr, bAddr, cStage, M, N, K, T);
       dataOf(out).set(new Float32Array(heap.buffer, cStage, T * M * N), out.layout.offset);
     } finally {
       for (const [at, bytes] of staged) heap.release(at, bytes);
-    }
-  };
-
-  /** C (row-major at byte address cBase) += A B, with A and B addressed as `aAddr + 4 * element offset`. */
-  const gemm = (
-    a: View,
-    b: View,
-    aAddr: number,
-    bAddr: number,
-    cBase: number,
-    M: number,
-    N: number,
-    K: number,
-    T: number,
-  ): void => {
-    const r = a.layout.shape.length;
-    const flops = T * M * N * K;
-    const aBatch = stridedOffsets(
-      a.layout.shape.slice(0, -2),
-      a.layout.strides.slice(0, -2),
-      a.layout.offset,
-    );
-    const bBatch = stridedOffsets(
-      b.layout.shape.slice(0, -2),
-      b.layout.strides.slice(0, -2),
-      b.layout.offset,
-    );
-    const ars = a.layout.strides[r - 2]! * 4;
-    const acs = a.layout.strides[r - 1]! * 4;
-    const brs = b.layout.strides[r - 2]! * 4;
-    const bcs = b.layout.strides[r - 1]! * 4;
-    const ldc = N * 4;
-    if (work < 0) work = heap.alloc(WORKSPACE_BYTES);
-    const pool = flops >= minThreaded ? getPool() : null;
-    const p = pool?.ready ? pool : null; // until the workers are up, run here
-    if (!p) {
-      counters.matmulWasm++;
-      for (let t = 0; t < T; t++)
-        sgemm(
-          M,
-          N,
-          K,
-          aAddr + aBatch[t]! * 4,
-          ars,
-          acs,
-          bAddr + bBatch[t]! * 4,
-          brs,
-          bcs,
-          cBase + t * M * N * 4,
-          ldc,
-          work,
-        );
-      return;
-    }
-    // Chunks that every thread, this one included, claims from a shared counter, so a thread slowed by other
-    // load takes fewer. With enough batch entries a chunk is whole entries (each packs its own panels).
-    // Otherwise B of each entry is packed once, shared, by a few pack chunks, and the compute chunks are
-    // row blocks (column blocks when there are too few rows) that only pack their part of A.
-    const P = p.size + 1;
-    const want = CHUNKS_PER_THREAD * P;
-    const shared = T < want;
-    const per = Math.ceil(want / T);
-    let mCh = M;
-    let nCh = N;
-    if (shared) {
-      mCh = Math.max(MIN_CHUNK_ROWS, Math.ceil(M / per / MR) * MR);
-      if (Math.ceil(M / mCh) < Math.min(per, P)) {
-        mCh = M;
-        nCh = Math.max(MIN_CHUNK_ROWS, Math.ceil(N / per / NR) * NR);
-      }
-    }
-    const npad = Math.ceil(N / NR) * NR;
-    const kBlocks = Math.ceil(K / KC);
-    // pack chunks: about two per thread in all, each a range of whole panels of one K block
-    const packW = Math.ceil(N / Math.max(1, Math.ceil((2 * P) / (T * kBlocks))) / NR) * NR;
-    const packs = shared ? T * kBlocks * Math.ceil(N / packW) : 0;
-    const chunks = packs + T * Math.ceil(M / mCh) * Math.ceil(N / nCh);
-    const pbBytes = shared ? 4 * T * K * npad : 0;
-    const pb = shared ? heap.alloc(pbBytes, false) : 0;
-    counters.matmulThreaded++;
-    const tableBytes = 4 * CHUNK_WORDS * chunks;
-    const table = heap.alloc(tableBytes, false);
-    const tab = new Int32Array(heap.buffer, table, CHUNK_WORDS * chunks);
-    let c = 0;
-    for (let t = 0; t < T && shared; t++)
-      for (let pc = 0; pc < K; pc += KC)
-        for (let j0 = 0; j0 < N; j0 += packW, c += CHUNK_WORDS) {
-          const kc = Math.min(KC, K - pc);
-          tab[c] = CHUNK_PACK_B;
-          tab[c + 1] = pb + 4 * (t * K * npad + pc * npad + j0 * kc);
-          tab[c + 2] = bAddr + bBatch[t]! * 4 + pc * brs + j0 * bcs;
-          tab[c + 3] = kc;
-          tab[c + 4] = Math.min(packW, N - j0);
-        }
-    for (let t = 0; t < T; t++)
-      for (let m0 = 0; m0 < M; m0 += mCh)
-        for (let n0 = 0; n0 < N; n0 += nCh, c += CHUNK_WORDS) {
-          const a0 = aAddr + aBatch[t]! * 4 + m0 * ars;
-          const c0 = cBase + t * M * N * 4 + m0 * ldc + n0 * 4;
-          const rows = Math.min(mCh, M - m0);
-          const cols = Math.min(nCh, N - n0);
-          if (shared) tab.set([CHUNK_PACKED, a0, pb + 4 * t * K * npad, c0, rows, cols, npad, n0], c);
-          else tab.set([CHUNK_SGEMM, a0, bAddr + bBatch[t]! * 4 + n0 * bcs, c0, rows, cols], c);
-        }
-    try {
-      p.run({ table, count: chunks, packs, K, ars, acs, brs, bcs, ldc }, gemmExports, work, heap.buffer);
-    } finally {
-      heap.release(table, tableBytes);
-      if (shared) heap.release(pb, pbBytes);
     }
   };
 
@@ -442,15 +313,11 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
     get threads() {
       return threads;
     },
-    async startThreads(): Promise<boolean> {
-      const p = getPool();
-      return p ? p.whenReady() : false;
+    startThreads(): Promise<boolean> {
+      return gemm.startThreads();
     },
     stopThreads(): void {
-      pool?.stop();
-      pool = null;
-      for (const w of workerWork) heap.release(w, WORKSPACE_BYTES);
-      workerWork = [];
+      gemm.stopThreads();
       threads = 1;
     },
     alloc(dtype: DType, size: number): Storage {
