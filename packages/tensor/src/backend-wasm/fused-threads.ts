@@ -1,106 +1,59 @@
-// Worker threads for the wasm fused kernels: like the matmul's pool (threads.ts) each worker instantiates
-// the fused module over the shared memory and waits on a control word; a job is a table of calls (a
-// function index and its arguments, as f64 words) that the calling thread writes into the shared memory,
-// typically one rows function over a block of rows each. Every thread, the caller included, claims calls
-// from a shared counter; the caller then blocks in Atomics.wait until every worker has reported.
+// Worker threads for the wasm fused kernels (on the shared machinery of worker-group.ts, like the matmul's
+// pool in threads.ts): each worker instantiates the fused module over the shared memory; a job is a table
+// of calls (a function index and its arguments, as f64 words) that the calling thread writes into the
+// shared memory, typically one rows function over a block of rows each.
 
 import type { Heap, WasmMemory } from "./heap.js";
+import { FIRST_FREE, NEXT, WorkerGroup, workerCtor, workerSource } from "./worker-group.js";
 
-const GEN = 0;
-const DONE = 1;
-const READY = 2;
-const FAILED = 3;
-const QUIT = 4;
-const NEXT = 5;
 /** The job: [table address, call count]. */
-const JOB = 6;
-const CONTROL_WORDS = 8;
+const JOB = FIRST_FREE;
+const CONTROL_WORDS = JOB + 2;
 /** f64 words per call: [function index, argument count, arguments...]. */
 export const CALL_WORDS = 16;
 
-const WORKER_SOURCE = `
-const { workerData } = process.getBuiltinModule("node:worker_threads");
-const { module, memory, control, names } = workerData;
-const ctrl = new Int32Array(control);
+const WORKER_SOURCE = workerSource(
+  `const { module, memory, names } = workerData;
 const ex = new WebAssembly.Instance(module, { env: { memory } }).exports;
-const fns = names.map((n) => ex[n]);
-let gen = Atomics.load(ctrl, ${GEN});
-Atomics.add(ctrl, ${READY}, 1);
-Atomics.notify(ctrl, ${READY});
-for (;;) {
-  Atomics.wait(ctrl, ${GEN}, gen);
-  gen = Atomics.load(ctrl, ${GEN});
-  if (Atomics.load(ctrl, ${QUIT}) !== 0) break;
-  try {
-    const count = ctrl[${JOB + 1}];
+const fns = names.map((n) => ex[n]);`,
+  `    const count = ctrl[${JOB + 1}];
     const t = new Float64Array(memory.buffer, ctrl[${JOB}], count * ${CALL_WORDS});
     for (let i = Atomics.add(ctrl, ${NEXT}, 1); i < count; i = Atomics.add(ctrl, ${NEXT}, 1)) {
       const e = ${CALL_WORDS} * i;
       fns[t[e]](...t.subarray(e + 2, e + 2 + t[e + 1]));
-    }
-  } catch (e) {
-    Atomics.store(ctrl, ${FAILED}, 1);
-  }
-  Atomics.add(ctrl, ${DONE}, 1);
-  Atomics.notify(ctrl, ${DONE});
-}
-`;
-
-interface WorkerLike {
-  on(event: "error", listener: (e: unknown) => void): void;
-  unref(): void;
-  terminate(): Promise<number>;
-}
-type WorkerCtor = new (src: string, options: { eval: true; workerData: unknown }) => WorkerLike;
-
-function workerCtor(): WorkerCtor | null {
-  const proc = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process;
-  const wt = proc?.getBuiltinModule?.("node:worker_threads") as { Worker?: WorkerCtor } | undefined;
-  return wt?.Worker ?? null;
-}
+    }`,
+);
 
 /** A call: the index of an exported function in `names`, then its arguments. */
 export type Call = number[];
 
 export class FusedPool {
-  private readonly ctrl = new Int32Array(new SharedArrayBuffer(4 * CONTROL_WORDS));
-  private readonly workers: WorkerLike[] = [];
-  private broken = false;
-
-  private constructor(readonly size: number) {}
+  private constructor(private readonly group: WorkerGroup) {}
 
   /** Starts `size` workers (null where worker threads do not exist); use it once `ready`. */
   static start(size: number, module: object, memory: WasmMemory, names: readonly string[]): FusedPool | null {
     const Worker = workerCtor();
     if (!Worker || size < 1) return null;
-    const pool = new FusedPool(size);
-    for (let i = 0; i < size; i++) {
-      const w = new Worker(WORKER_SOURCE, {
-        eval: true,
-        workerData: { module, memory, control: pool.ctrl.buffer, names },
-      });
-      w.on("error", () => {
-        pool.broken = true;
-      });
-      w.unref();
-      pool.workers.push(w);
-    }
-    return pool;
+    return new FusedPool(
+      new WorkerGroup(size, CONTROL_WORDS, Worker, WORKER_SOURCE, () => ({ module, memory, names })),
+    );
+  }
+
+  get size(): number {
+    return this.group.size;
   }
 
   get ready(): boolean {
-    return !this.broken && Atomics.load(this.ctrl, READY) === this.size;
+    return this.group.ready;
   }
 
-  async whenReady(): Promise<boolean> {
-    const deadline = Date.now() + 30_000;
-    while (!this.ready && !this.broken && Date.now() < deadline) await new Promise((r) => setTimeout(r, 2));
-    return this.ready;
+  whenReady(): Promise<boolean> {
+    return this.group.whenReady();
   }
 
   /** Runs every call, on the workers and here (`fns` are this thread's exports by index); returns when all are done. */
   run(calls: readonly Call[], fns: readonly ((...a: number[]) => void)[], heap: Heap): void {
-    const c = this.ctrl;
+    const c = this.group.ctrl;
     const count = calls.length;
     const bytes = 8 * CALL_WORDS * count;
     const table = heap.alloc(bytes, false);
@@ -113,34 +66,23 @@ export class FusedPool {
       });
       c[JOB] = table;
       c[JOB + 1] = count;
-      Atomics.store(c, NEXT, 0);
-      Atomics.store(c, DONE, 0);
-      Atomics.add(c, GEN, 1);
-      Atomics.notify(c, GEN);
-      let error: unknown = null;
-      try {
-        for (let i = Atomics.add(c, NEXT, 1); i < count; i = Atomics.add(c, NEXT, 1)) {
-          const call = calls[i]!;
-          fns[call[0]!]!(...call.slice(1));
-        }
-      } catch (e) {
-        error = e;
-        Atomics.store(c, NEXT, count);
-      }
-      for (let d = Atomics.load(c, DONE); d < this.size; d = Atomics.load(c, DONE)) Atomics.wait(c, DONE, d);
-      if (error !== null) throw error;
-      if (Atomics.exchange(c, FAILED, 0) !== 0)
-        throw new Error("wasm backend: a fused kernel failed in a worker thread");
+      this.group.dispatch(
+        () => {
+          for (let i = Atomics.add(c, NEXT, 1); i < count; i = Atomics.add(c, NEXT, 1)) {
+            const call = calls[i]!;
+            fns[call[0]!]!(...call.slice(1));
+          }
+        },
+        () => Atomics.store(c, NEXT, count),
+        "wasm backend: a fused kernel failed in a worker thread",
+      );
     } finally {
       heap.release(table, bytes);
     }
   }
 
   stop(): void {
-    Atomics.store(this.ctrl, QUIT, 1);
-    Atomics.add(this.ctrl, GEN, 1);
-    Atomics.notify(this.ctrl, GEN);
-    for (const w of this.workers) void w.terminate();
+    this.group.stop();
   }
 }
 
