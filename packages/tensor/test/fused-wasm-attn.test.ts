@@ -4,73 +4,14 @@
 // TS kernel double; a large lr makes the update itself, not the parameter, set the tolerance); and that
 // splitting them over worker threads changes nothing.
 
-import { cpuFusedKernels, createWasmBackend, type DType, type View } from "@tsgrad/tensor";
-import { expectAllClose, TOLERANCES } from "@tsgrad/tensor/testing";
+import { cpuFusedKernels } from "@tsgrad/tensor";
 import { describe, expect, it } from "vitest";
-import { wasmFusedCounters, wasmFusedKernels } from "../src/backend-wasm/fused.js";
-import { MEMORY_LIMITS } from "../src/backend-wasm/gemm.js";
-import { Heap, wasmApi } from "../src/backend-wasm/heap.js";
-import type { FusedKernelTable, FusedName } from "../src/fused/signatures.js";
+import { wasmFusedCounters } from "../src/backend-wasm/fused.js";
+import type { FusedKernelTable } from "../src/fused/signatures.js";
+import { fusedHarness, rng } from "./fused-wasm-harness.js";
 
-const backends = {
-  js: createWasmBackend({ name: "fwa-js", threads: 1, storage: "js", minFused: 0 }),
-  wasm: createWasmBackend({ name: "fwa-wasm", threads: 1, storage: "wasm", minFused: 0 }),
-};
-type Which = keyof typeof backends;
-type Any = (i: View[], a: unknown, o: View[]) => void;
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return ((s >>> 0) / 2 ** 32) * 2 - 1;
-  };
-}
+const { backends, view, zeros, read, compare, threadedTable } = fusedHarness("fwa");
 const numel = (s: number[]) => s.reduce((a, b) => a * b, 1);
-
-/** A contiguous view of `data` at element `offset` of its storage (NaN junk around it). */
-function view(which: Which, data: ArrayLike<number>, shape: number[], offset = 0): View {
-  const full = new Float32Array(data.length + offset + 3).fill(Number.NaN);
-  full.set(data, offset);
-  const strides: number[] = [];
-  let s = 1;
-  for (let i = shape.length - 1; i >= 0; i--) {
-    strides[i] = s;
-    s *= shape[i]!;
-  }
-  return {
-    storage: backends[which].fromArray(full, "float32" as DType),
-    layout: { shape, strides, offset },
-    dtype: "float32",
-  };
-}
-const zeros = (which: Which, shape: number[]) => view(which, new Float32Array(numel(shape)), shape);
-const read = (which: Which, v: View): number[] => Array.from(backends[which].readSync!(v));
-
-/** The TS kernel and backend `which`'s wasm kernel on the same inputs: outputs within `tol`. */
-function compare(
-  which: Which,
-  name: FusedName,
-  attrs: unknown,
-  inputs: [number[], number[]][],
-  outs: number[][],
-  offset: number,
-  tol: { atol: number; rtol: number } = TOLERANCES.f32,
-): void {
-  const make = (w: Which) => inputs.map(([d, s]) => view(w, d, s, offset));
-  const ref = outs.map((s) => zeros("js", s));
-  const got = outs.map((s) => zeros(which, s));
-  (cpuFusedKernels[name] as unknown as Any)(make("js"), attrs, ref);
-  const table = backends[which].fused as FusedKernelTable;
-  const before = wasmFusedCounters(table)!.wasm;
-  (table[name] as unknown as Any)(make(which), attrs, got);
-  expect(wasmFusedCounters(table)!.wasm).toBe(before + 1);
-  outs.forEach((_, i) => {
-    expectAllClose(read(which, got[i]!), read("js", ref[i]!), tol);
-  });
-}
 
 /** Scores and a causal mask with left padding: -inf or dtype-min where masked; row 0 of batch 1 fully masked. */
 function scores(B: number, G: number, T: number, C: number, min: number, seed: number) {
@@ -101,13 +42,11 @@ describe.each(["js", "wasm"] as const)("wasm attention and AdamW kernels (%s sto
         const { x, mask } = scores(B, G, T, C, min, B * 100 + C);
         compare(
           which,
-          "maskedSoftmax",
-          { scale: 0.125 },
+          { name: "maskedSoftmax", attrs: { scale: 0.125 }, outs: [[B, G, T, C]] },
           [
             [x, [B, G, T, C]],
             [mask, [B, 1, T, C]],
           ],
-          [[B, G, T, C]],
           C % 3,
         );
       }
@@ -145,13 +84,11 @@ describe.each(["js", "wasm"] as const)("wasm attention and AdamW kernels (%s sto
       const dy = Array.from({ length: numel(shape) }, () => u());
       compare(
         which,
-        "maskedSoftmaxBackward",
-        { scale: 0.3 },
+        { name: "maskedSoftmaxBackward", attrs: { scale: 0.3 }, outs: [shape] },
         [
           [dy, shape],
           [read("js", yv), shape],
         ],
-        [shape],
         1,
       );
     }
@@ -175,38 +112,19 @@ describe.each(["js", "wasm"] as const)("wasm attention and AdamW kernels (%s sto
           bc2Sqrt: Math.sqrt(1 - 0.999 ** 7),
         };
         const ins = [p!, g!, m!, v].map((d) => [d, [n]] as [number[], number[]]);
-        compare(which, "adamw", attrs, ins, [[n], [n], [n]], n % 3);
+        compare(which, { name: "adamw", attrs, outs: [[n], [n], [n]] }, ins, n % 3);
       }
   });
 });
 
 describe("wasm attention and AdamW kernels split over worker threads", () => {
-  const memory = new (wasmApi()!.Memory)({ ...MEMORY_LIMITS, shared: true });
-  const threaded = wasmFusedKernels({
-    heap: new Heap(memory, 1024),
-    inHeap: () => false,
-    minSize: 0,
-    threads: () => 3,
-    minThreaded: 0,
-  });
-  const single = backends.js.fused as FusedKernelTable;
-  const same = (name: FusedName, attrs: unknown, inputs: View[], outs: number[][]): void => {
-    const a = outs.map((o) => zeros("js", o));
-    const b = outs.map((o) => zeros("js", o));
-    const before = wasmFusedCounters(threaded)!.threaded;
-    (threaded[name] as unknown as Any)(inputs, attrs, a);
-    expect(wasmFusedCounters(threaded)!.threaded).toBe(before + 1);
-    (single[name] as unknown as Any)(inputs, attrs, b);
-    a.forEach((v, i) => {
-      expect(read("js", v)).toEqual(read("js", b[i]!));
-    });
-  };
+  const { threaded, same } = threadedTable();
 
   it("maskedSoftmax (blocks across groups and batches), its backward and adamw give what one thread gives", async () => {
     expect(await wasmFusedCounters(threaded)!.start()).toBe(true);
     const [B, G, T, C] = [3, 2, 7, 37];
     const { x, mask } = scores(B, G, T, C, Number.NEGATIVE_INFINITY, 5);
-    const xv = view("js", x, [B, G, T, C], 1);
+    const xv = view("js", x, [B, G, T, C], "float32", 1);
     same("maskedSoftmax", { scale: 0.5 }, [xv, view("js", mask, [B, 1, T, C])], [[B, G, T, C]]);
     same("maskedSoftmaxBackward", { scale: 0.5 }, [xv, xv], [[B, G, T, C]]);
     const n = 1001;

@@ -5,81 +5,12 @@
 // threads changes nothing. The fast exp alone is tested in fused-wasm-exp.test.ts.
 
 import { cpuFusedKernels, createWasmBackend, type DType, type View } from "@tsgrad/tensor";
-import { expectAllClose, TOLERANCES } from "@tsgrad/tensor/testing";
 import { describe, expect, it } from "vitest";
-import { DEFAULT_MIN_FUSED, wasmFusedCounters, wasmFusedKernels } from "../src/backend-wasm/fused.js";
-import { MEMORY_LIMITS } from "../src/backend-wasm/gemm.js";
-import { Heap, wasmApi } from "../src/backend-wasm/heap.js";
-import type { FusedKernelTable, FusedName } from "../src/fused/signatures.js";
+import { DEFAULT_MIN_FUSED, wasmFusedCounters } from "../src/backend-wasm/fused.js";
+import type { FusedKernelTable } from "../src/fused/signatures.js";
+import { fusedHarness, type Inputs, rng } from "./fused-wasm-harness.js";
 
-const backends = {
-  js: createWasmBackend({ name: "fw-js", threads: 1, storage: "js", minFused: 0 }),
-  wasm: createWasmBackend({ name: "fw-wasm", threads: 1, storage: "wasm", minFused: 0 }),
-};
-type Which = keyof typeof backends;
-
-/** A deterministic generator (xorshift), uniform in [-1, 1). */
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return ((s >>> 0) / 2 ** 32) * 2 - 1;
-  };
-}
-
-/** A contiguous row-major view of `data` on backend `b`, placed at element offset `offset` of its storage. */
-function view(
-  which: Which,
-  data: ArrayLike<number>,
-  shape: number[],
-  dtype: DType = "float32",
-  offset = 0,
-): View {
-  const n = data.length;
-  const Ctor = dtype === "int32" ? Int32Array : dtype === "float64" ? Float64Array : Float32Array;
-  const full = new Ctor(n + offset + 3);
-  full.fill(dtype === "int32" ? 7 : Number.NaN); // junk around the view must not be read
-  full.set(data, offset);
-  const strides: number[] = [];
-  let s = 1;
-  for (let i = shape.length - 1; i >= 0; i--) {
-    strides[i] = s;
-    s *= shape[i]!;
-  }
-  return { storage: backends[which].fromArray(full, dtype), layout: { shape, strides, offset }, dtype };
-}
-const zerosView = (which: Which, shape: number[], dtype: DType = "float32"): View =>
-  view(which, new Float32Array(shape.reduce((a, b) => a * b, 1)), shape, dtype);
-
-const read = (which: Which, v: View): number[] => Array.from(backends[which].readSync!(v));
-
-/** Inputs as plain arrays with shapes; the same ones are given to both kernels. */
-type Inputs = [number[], number[], DType?][];
-interface Run {
-  name: FusedName;
-  attrs: unknown;
-  outs: number[][];
-}
-
-/** Runs `name` on the TS kernel and on backend `which`'s wasm table (inputs at `offset`), compares outputs. */
-function compare(which: Which, run: Run, inputs: Inputs, offset: number, tol = TOLERANCES.f32): void {
-  const make = (w: Which) => inputs.map(([d, shape, dtype]) => view(w, d, shape, dtype ?? "float32", offset));
-  const ref = run.outs.map((s) => zerosView("js", s));
-  const got = run.outs.map((s) => zerosView(which, s));
-  type Any = (i: View[], a: unknown, o: View[]) => void;
-  (cpuFusedKernels[run.name] as unknown as Any)(make("js"), run.attrs, ref);
-  const table = backends[which].fused as FusedKernelTable;
-  const before = wasmFusedCounters(table)!.wasm;
-  (table[run.name] as unknown as Any)(make(which), run.attrs, got);
-  expect(wasmFusedCounters(table)!.wasm).toBe(before + 1);
-  run.outs.forEach((_, i) => {
-    const a = read(which, got[i]!);
-    const b = read("js", ref[i]!);
-    expectAllClose(a, b, tol);
-  });
-}
+const { backends, view, zeros: zerosView, read, compare, threadedTable } = fusedHarness("fw");
 
 const ROWS = [1, 3, 17];
 const COLS = [1, 3, 5, 17, 65, 257, 4096];
@@ -336,28 +267,7 @@ describe("wasm fused kernels: routing", () => {
 });
 
 describe("wasm fused kernels split over worker threads", () => {
-  const memory = new (wasmApi()!.Memory)({ ...MEMORY_LIMITS, shared: true });
-  const threaded = wasmFusedKernels({
-    heap: new Heap(memory, 1024),
-    inHeap: () => false,
-    minSize: 0,
-    threads: () => 3,
-    minThreaded: 0,
-  });
-  const single = backends.js.fused as FusedKernelTable;
-  type Any = (i: View[], a: unknown, o: View[]) => void;
-  /** The kernel on three threads and on this one: identical outputs (rows are independent). */
-  const same = (name: FusedName, attrs: unknown, inputs: View[], outs: number[][]): void => {
-    const a = outs.map((o) => zerosView("js", o));
-    const b = outs.map((o) => zerosView("js", o));
-    const before = wasmFusedCounters(threaded)!.threaded;
-    (threaded[name] as unknown as Any)(inputs, attrs, a);
-    expect(wasmFusedCounters(threaded)!.threaded).toBe(before + 1);
-    (single[name] as unknown as Any)(inputs, attrs, b);
-    a.forEach((v, i) => {
-      expect(read("js", v)).toEqual(read("js", b[i]!));
-    });
-  };
+  const { threaded, same } = threadedTable();
 
   it("softmax, logSoftmax, cross-entropy, SwiGLU and RMSNorm give what one thread gives", async () => {
     expect(await wasmFusedCounters(threaded)!.start()).toBe(true);
