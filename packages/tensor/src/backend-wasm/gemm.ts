@@ -133,6 +133,50 @@ function gebp(): Func {
  * sgemm(M, N, K, a, ars, acs, b, brs, bcs, c, ldc, work): C[M, N] = A[M, K] B[K, N] (K > 0; C is only
  * written, so it need not be zeroed); `work` is a WORKSPACE_BYTES block owned by the calling thread.
  */
+/**
+ * The loop both drivers end in: for each MC block of A's rows [ic, ic + mc) in K block pc (kc deep), pack
+ * it and multiply by the packed B panel at `pb` (nc columns) into C at `c` (the block's first row is
+ * `c + ic ldc`). Locals and parameters are the caller's, by index.
+ */
+function rowBlocks(
+  v: Record<
+    "M" | "a" | "ars" | "acs" | "ldc" | "ic" | "mc" | "pa" | "pc" | "kc" | "scratch" | "t1" | "t2",
+    number
+  >,
+  nc: Code,
+  pb: Code,
+  c: Code,
+): Code {
+  return forRange(
+    v.ic,
+    i32c(0),
+    get(v.M),
+    MC,
+    set(v.mc, minI(sub(get(v.M), get(v.ic)), i32c(MC), v.t1, v.t2)),
+    call(
+      FN.pack_a,
+      get(v.pa),
+      add(get(v.a), add(mul(get(v.ic), get(v.ars)), mul(get(v.pc), get(v.acs)))),
+      get(v.ars),
+      get(v.acs),
+      get(v.mc),
+      get(v.kc),
+    ),
+    call(
+      FN.gebp,
+      get(v.mc),
+      nc,
+      get(v.kc),
+      get(v.pa),
+      pb,
+      add(c, mul(get(v.ic), get(v.ldc))),
+      get(v.ldc),
+      get(v.scratch),
+      eq(get(v.pc), i32c(0)),
+    ),
+  );
+}
+
 function sgemm(): Func {
   const f = new Func("sgemm", 12);
   const [M, N, K, a, ars, acs, b, brs, bcs, c, ldc, work] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
@@ -162,33 +206,11 @@ function sgemm(): Func {
           get(kc),
           get(nc),
         ),
-        forRange(
-          ic,
-          i32c(0),
-          get(M),
-          MC,
-          set(mc, minI(sub(get(M), get(ic)), i32c(MC), t1, t2)),
-          call(
-            FN.pack_a,
-            get(pa),
-            add(get(a), add(mul(get(ic), get(ars)), mul(get(pc), get(acs)))),
-            get(ars),
-            get(acs),
-            get(mc),
-            get(kc),
-          ),
-          call(
-            FN.gebp,
-            get(mc),
-            get(nc),
-            get(kc),
-            get(pa),
-            get(pb),
-            add(get(c), add(mul(get(ic), get(ldc)), mul(get(jc), i32c(4)))),
-            get(ldc),
-            get(scratch),
-            eq(get(pc), i32c(0)),
-          ),
+        rowBlocks(
+          { M, a, ars, acs, ldc, ic, mc, pa, pc, kc, scratch, t1, t2 },
+          get(nc),
+          get(pb),
+          add(get(c), mul(get(jc), i32c(4))),
         ),
       ),
     ),
@@ -215,33 +237,11 @@ function sgemmPacked(): Func {
       get(K),
       KC,
       set(kc, minI(sub(get(K), get(pc)), i32c(KC), t1, t2)),
-      forRange(
-        ic,
-        i32c(0),
-        get(M),
-        MC,
-        set(mc, minI(sub(get(M), get(ic)), i32c(MC), t1, t2)),
-        call(
-          FN.pack_a,
-          get(pa),
-          add(get(a), add(mul(get(ic), get(ars)), mul(get(pc), get(acs)))),
-          get(ars),
-          get(acs),
-          get(mc),
-          get(kc),
-        ),
-        call(
-          FN.gebp,
-          get(mc),
-          get(N),
-          get(kc),
-          get(pa),
-          add(get(pb), mul(add(mul(get(pc), get(npad)), mul(get(n0), get(kc))), i32c(4))),
-          add(get(c), mul(get(ic), get(ldc))),
-          get(ldc),
-          get(scratch),
-          eq(get(pc), i32c(0)),
-        ),
+      rowBlocks(
+        { M, a, ars, acs, ldc, ic, mc, pa, pc, kc, scratch, t1, t2 },
+        get(N),
+        add(get(pb), mul(add(mul(get(pc), get(npad)), mul(get(n0), get(kc))), i32c(4))),
+        get(c),
       ),
     ),
   );
