@@ -45,11 +45,21 @@ export class BufferPool {
   }
 }
 
+/**
+ * Bytes from the environment variable `name`, given in MiB (`fallback` when unset or empty); throws when
+ * it is not a number in [0, max].
+ */
+export function envMiB(name: string, fallback: number, max = Number.POSITIVE_INFINITY): number {
+  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.[name];
+  const mb = env !== undefined && env !== "" ? Number(env) : fallback;
+  if (!(mb >= 0 && mb <= max))
+    throw new RangeError(
+      `${name} must be a number of MiB ${max === Number.POSITIVE_INFINITY ? ">= 0" : `in [0, ${max}]`}, got ${env}`,
+    );
+  return mb * 1024 * 1024;
+}
+
 /** The pool's cap: TSGRAD_POOL_MB (0 turns pooling off), default 1024 MiB. */
 export function defaultPoolBytes(): number {
-  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env
-    ?.TSGRAD_POOL_MB;
-  const mb = env !== undefined && env !== "" ? Number(env) : 1024;
-  if (!(mb >= 0)) throw new RangeError(`TSGRAD_POOL_MB must be a number of MiB >= 0, got ${env}`);
-  return mb * 1024 * 1024;
+  return envMiB("TSGRAD_POOL_MB", 1024);
 }

@@ -10,7 +10,7 @@
 import type { Backend, Storage, View } from "../backend/backend.js";
 import { registerBackend } from "../backend/registry.js";
 import { cpuKernels } from "../backend-cpu/index.js";
-import { BufferPool, defaultPoolBytes } from "../backend-cpu/pool.js";
+import { BufferPool, defaultPoolBytes, envMiB } from "../backend-cpu/pool.js";
 import { CpuStorage, dataOf, rowMajor } from "../backend-cpu/storage.js";
 import { bytesPerElement, type DType, type TypedArray, typedArrayFor } from "../dtype.js";
 import type { Kernel, KernelTable } from "../ops/signatures.js";
@@ -75,14 +75,9 @@ export interface WasmBackendOptions {
   heapBytes?: number;
 }
 
-/** TSGRAD_WASM_HEAP_MB (MiB), else 1 GiB. */
+/** TSGRAD_WASM_HEAP_MB (MiB, at most the 4 GiB a memory can hold), else 1 GiB. */
 function defaultHeapBytes(): number {
-  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env
-    ?.TSGRAD_WASM_HEAP_MB;
-  const mb = env !== undefined && env !== "" ? Number(env) : 1024;
-  if (!(mb >= 0 && mb <= 4096))
-    throw new RangeError(`TSGRAD_WASM_HEAP_MB must be a number of MiB in [0, 4096], got ${env}`);
-  return mb * 1024 * 1024;
+  return envMiB("TSGRAD_WASM_HEAP_MB", 1024, 4096);
 }
 
 /** Defaults measured on the 2-core Zen 5 dev machine (see benchmarks/). */
@@ -218,6 +213,7 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
   const autoStorage = options.storage === "auto";
   const heapBudget = autoStorage ? (options.heapBytes ?? defaultHeapBytes()) : Number.POSITIVE_INFINITY;
   let inHeapBytes = 0;
+  const inHeap = (st: Storage): st is WasmStorage => st instanceof WasmStorage && st.heap === heap;
   const buffers = new BufferPool(jsStorage || autoStorage ? defaultPoolBytes() : 0);
   const allocStorage = (dtype: DType, size: number): Storage => {
     const bytes = size * bytesPerElement(dtype);
@@ -239,7 +235,6 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
     return s;
   };
 
-  const inHeap = (st: Storage): st is WasmStorage => st instanceof WasmStorage && st.heap === heap;
   const matmul: Kernel<"matmul"> = (inputs, attrs, out) => {
     const a = inputs[0];
     const b = inputs[1];
@@ -300,7 +295,7 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
 
   const fused = wasmFusedKernels({
     heap,
-    inHeap: (v) => v.storage instanceof WasmStorage && v.storage.heap === heap,
+    inHeap: (v) => inHeap(v.storage),
     minSize: options.minFused,
     threads: () => threads,
   });
