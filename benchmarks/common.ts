@@ -5,6 +5,19 @@ import { existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 
+/** The value after flag `name` in `args` (`--out FILE`), or `dflt`. */
+export function argOpt(args: readonly string[], name: string, dflt: string): string {
+  const i = args.indexOf(name);
+  return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : dflt;
+}
+
+/** The median (the mean of the two middle values for an even count). */
+export function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const n = s.length;
+  return n % 2 ? s[n >> 1]! : (s[n / 2 - 1]! + s[n / 2]!) / 2;
+}
+
 /** Waits (at most maxS seconds) until the machine is at least 90% idle over one second; returns idle %. */
 export function waitQuiet(maxS: number): number {
   const sample = (): [number, number] => {

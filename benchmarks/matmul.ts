@@ -15,14 +15,11 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Backend, createCpuBackend, createWasmBackend, randn, registerBackend } from "@tsgrad/tensor";
-import { openblasDir, waitQuiet } from "./common.js";
+import { argOpt, openblasDir, waitQuiet } from "./common.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
-const opt = (name: string, dflt: string): string => {
-  const i = args.indexOf(name);
-  return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : dflt;
-};
+const opt = (name: string, dflt: string): string => argOpt(args, name, dflt);
 const SIZES = opt("--sizes", "256,512,1024,2048").split(",").map(Number);
 const TS_SIZES = SIZES.filter((n) => n <= 512);
 const TRIALS = Number(opt("--trials", "5"));

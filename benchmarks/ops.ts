@@ -18,14 +18,11 @@ import {
   type View,
 } from "@tsgrad/tensor";
 import { type CaseTiming, timeConformance } from "@tsgrad/tensor/testing";
-import { waitQuiet } from "./common.js";
+import { argOpt, median, waitQuiet } from "./common.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
-const opt = (name: string, dflt: string): string => {
-  const i = args.indexOf(name);
-  return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : dflt;
-};
+const opt = (name: string, dflt: string): string => argOpt(args, name, dflt);
 const out = opt("--out", path.join(here, "RESULTS-ops.md"));
 const ops = args.includes("--ops") ? (opt("--ops", "").split(",") as OpName[]) : undefined;
 /** Slower means more than this factor over the plain backend, plus SLACK_US for timer noise. */
@@ -63,10 +60,6 @@ const slower = rows.filter(isSlower);
 const falseAlarms = control.filter(isSlower).length;
 const byOp = new Map<string, CaseTiming[]>();
 for (const r of rows) byOp.set(r.op, [...(byOp.get(r.op) ?? []), r]);
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 const fmtUs = (us: number): string => (us < 10 ? us.toFixed(2) : us.toFixed(1));
 
 const table = [...byOp]

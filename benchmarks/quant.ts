@@ -28,13 +28,11 @@ import {
 import { getPeftModel, LoraConfig } from "@tsgrad/peft";
 import * as T from "@tsgrad/tensor";
 import { manualSeed, randint, tidy } from "@tsgrad/tensor";
+import { argOpt } from "./common.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
-const opt = (name: string, dflt: string): string => {
-  const i = args.indexOf(name);
-  return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : dflt;
-};
+const opt = (name: string, dflt: string): string => argOpt(args, name, dflt);
 const OUT = opt("--out", path.join(here, "RESULTS-quant.md"));
 
 const gc = (globalThis as { gc?: () => void }).gc;

@@ -7,6 +7,7 @@ import { readFileSync } from "node:fs";
 import { AdamW, LlamaConfig, LlamaForCausalLM } from "@tsgrad/nn";
 import { getPeftModel, LoraConfig } from "@tsgrad/peft";
 import { crossEntropy, getBackend, type Tensor, tensor, tidy } from "@tsgrad/tensor";
+import { argOpt, median } from "./common.js";
 
 export const HIDDEN = 256;
 export const LAYERS = 4;
@@ -25,11 +26,6 @@ export const LOSS_TOL = 1e-4;
 export const CEILING = 67;
 
 const log = (s: string): void => console.error(`[bench:step] ${s}`);
-export const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const n = s.length;
-  return n % 2 ? s[n >> 1]! : (s[n / 2 - 1]! + s[n / 2]!) / 2;
-};
 
 // ---------------- child: one tsgrad run ----------------
 
@@ -48,10 +44,7 @@ export interface ChildResult {
 }
 
 export async function child(args: string[]): Promise<void> {
-  const opt = (name: string, dflt: string): string => {
-    const i = args.indexOf(name);
-    return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : dflt;
-  };
+  const opt = (name: string, dflt: string): string => argOpt(args, name, dflt);
   const mode = opt("--mode", "lora");
   const prefix = opt("--weights", "");
   const steps = Number(opt("--steps", "5"));

@@ -15,7 +15,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { openblasDir, waitQuiet } from "./common.js";
+import { argOpt, openblasDir, waitQuiet } from "./common.js";
 import {
   ALPHA,
   BATCH,
@@ -36,10 +36,7 @@ import {
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
-const opt = (name: string, dflt: string): string => {
-  const i = args.indexOf(name);
-  return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : dflt;
-};
+const opt = (name: string, dflt: string): string => argOpt(args, name, dflt);
 const log = (s: string): void => console.error(`[bench:step] ${s}`);
 // ---------------- orchestrator ----------------
 
