@@ -1,5 +1,6 @@
 // Fused kernels against their compositions: the same values and gradients (float32 and float64, on the
-// plain TypeScript backend and on the default wasm-backed cpu device), gradients against central
+// plain TypeScript backend, on the default wasm-backed cpu device, and on both with outputs that start as NaN),
+// gradients against central
 // differences through the public gradcheck (which runs the float64 TS kernels), second-order gradients
 // under createGraph, and a check that the fused path is the one taken.
 
@@ -9,6 +10,7 @@ import {
   applyRotary,
   type Backend,
   createCpuBackend,
+  createWasmBackend,
   crossEntropy,
   type DType,
   getBackend,
@@ -32,6 +34,23 @@ import { describe, expect, it } from "vitest";
 
 const ts = createCpuBackend("fused-ts");
 registerBackend(ts);
+
+// Backends whose kernel outputs start as NaN rather than zero (TSGRAD_POISON_UNINIT, read at creation): a
+// fused kernel that leaves an element of an output unwritten differs from its composition there.
+const poisoned = (() => {
+  const before = process.env.TSGRAD_POISON_UNINIT;
+  process.env.TSGRAD_POISON_UNINIT = "1";
+  try {
+    return [
+      createCpuBackend("fused-ts-poisoned"),
+      createWasmBackend({ name: "fused-wasm-poisoned", threads: 1, storage: "wasm", minFused: 0 }),
+    ];
+  } finally {
+    if (before === undefined) delete process.env.TSGRAD_POISON_UNINIT;
+    else process.env.TSGRAD_POISON_UNINIT = before;
+  }
+})();
+for (const b of poisoned) registerBackend(b);
 
 interface Case {
   /** Inputs: float ones get gradients; the rest (targets) are passed through. */
@@ -178,6 +197,7 @@ function run(
 for (const [device, backend] of [
   ["fused-ts", ts],
   ["cpu", getBackend("cpu")],
+  ...poisoned.map((b) => [b.name, b]),
 ] as [string, Backend][]) {
   describe(`fused kernels on ${device}`, () => {
     it("the backend has every fused kernel", () => {

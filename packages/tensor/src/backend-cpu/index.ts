@@ -10,7 +10,7 @@ import { cpuFusedKernels } from "./kernels-fused.js";
 import { indexingKernels } from "./kernels-indexing.js";
 import { matmul } from "./kernels-matmul.js";
 import { reduceKernels } from "./kernels-reduce.js";
-import { BufferPool, defaultPoolBytes } from "./pool.js";
+import { BufferPool, defaultPoolBytes, poisonUninitialized } from "./pool.js";
 import { CpuStorage, rowMajor } from "./storage.js";
 
 export { cpuFusedKernels };
@@ -29,6 +29,7 @@ export function createCpuBackend(
 ): Backend {
   let live = 0;
   const pool = new BufferPool(defaultPoolBytes());
+  const poison = poisonUninitialized();
   const copyOf = (data: TypedArray, dtype: DType): TypedArray => {
     const out = typedArrayFor(dtype, data.length);
     out.set(data);
@@ -38,9 +39,9 @@ export function createCpuBackend(
     name,
     kernels,
     fused,
-    alloc(dtype: DType, size: number): Storage {
+    alloc(dtype: DType, size: number, zero = true): Storage {
       live += size * bytesPerElement(dtype);
-      return new CpuStorage(dtype, pool.take(dtype, size));
+      return new CpuStorage(dtype, pool.take(dtype, size, zero, poison));
     },
     fromArray(data: TypedArray, dtype: DType): Storage {
       live += data.length * bytesPerElement(dtype);

@@ -231,7 +231,10 @@ export const cpuFusedKernels: FusedKernelTable = {
       for (let c = 0; c < C; c++) s += Math.exp(x[a + c]! - m);
       const l = m + Math.log(s);
       lse[n] = l;
-      if (k === ignore_index) continue;
+      if (k === ignore_index) {
+        nll[n] = 0;
+        continue;
+      }
       // -log p[k] mixed with the uniform target: (1 - ls) (lse - x[k]) + ls (lse - mean x)
       nll[n] = (1 - ls) * (l - x[a + k]!) + (ls > 0 ? ls * (l - sum / C) : 0);
     }
@@ -242,7 +245,10 @@ export const cpuFusedKernels: FusedKernelTable = {
     const [go, lo, to, so] = [gv.layout.offset, lv.layout.offset, tv.layout.offset, sv.layout.offset];
     for (let n = 0; n < N; n++) {
       const k = t[to + n]!;
-      if (k === ignore_index) continue;
+      if (k === ignore_index) {
+        d.fill(0, n * C, n * C + C);
+        continue;
+      }
       const gn = g[go + n]!;
       const l = lse[so + n]!;
       const a = lo + n * C;

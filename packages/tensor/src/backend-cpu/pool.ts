@@ -15,14 +15,20 @@ export class BufferPool {
 
   constructor(readonly maxBytes: number) {}
 
-  /** A zero-filled array of `size` elements. */
-  take(dtype: DType, size: number): TypedArray {
+  /**
+   * An array of `size` elements: zero-filled, or when `zero` is false one whose contents are unspecified
+   * (a reused array keeps what it held, or NaN where `poison`; see poisonUninitialized).
+   */
+  take(dtype: DType, size: number, zero = true, poison = false): TypedArray {
     const list = size * bytesPerElement(dtype) >= MIN_BYTES ? this.lists.get(`${dtype}:${size}`) : undefined;
     const reused = list?.pop();
-    if (reused === undefined) return typedArrayFor(dtype, size);
-    this.held -= reused.byteLength;
-    reused.fill(0);
-    return reused;
+    const out = reused ?? typedArrayFor(dtype, size);
+    if (reused !== undefined) {
+      this.held -= reused.byteLength;
+      if (zero) reused.fill(0);
+    }
+    if (!zero && poison) fillPoison(out);
+    return out;
   }
 
   /** Hands back an array nothing else references any more; it is dropped when the pool is full. */
@@ -62,4 +68,21 @@ export function envMiB(name: string, fallback: number, max = Number.POSITIVE_INF
 /** The pool's cap: TSGRAD_POOL_MB (0 turns pooling off), default 1024 MiB. */
 export function defaultPoolBytes(): number {
   return envMiB("TSGRAD_POOL_MB", 1024);
+}
+
+/**
+ * TSGRAD_POISON_UNINIT=1: storages allocated without zero-filling (kernel outputs) start as NaN (float) or
+ * a bit pattern (integers, bool 1) instead, so a kernel that leaves an element unwritten shows up in its
+ * results. Read when a backend is created; for tests and debugging.
+ */
+export function poisonUninitialized(): boolean {
+  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
+  return env?.TSGRAD_POISON_UNINIT === "1";
+}
+
+/** Fills an array the way poisonUninitialized describes. */
+export function fillPoison(a: TypedArray): void {
+  if (a instanceof Float32Array || a instanceof Float64Array) a.fill(Number.NaN);
+  else if (a instanceof Uint8Array) a.fill(1);
+  else (a as Int32Array).fill(0x5a5a5a5a);
 }

@@ -1,90 +1,8 @@
-// Worker threads for the wasm fused kernels (on the shared machinery of worker-group.ts, like the matmul's
-// pool in threads.ts): each worker instantiates the fused module over the shared memory; a job is a table
-// of calls (a function index and its arguments, as f64 words) that the calling thread writes into the
-// shared memory, typically one rows function over a block of rows each.
+// Splitting the wasm fused kernels over the backend's worker pool (kernel-pool.ts): a rows function over a
+// block of rows per call, as many calls as the threads times CALLS_PER_THREAD.
 
-import type { Heap, WasmMemory } from "./heap.js";
-import { FIRST_FREE, NEXT, WorkerGroup, workerCtor, workerSource } from "./worker-group.js";
-
-/** The job: [table address, call count]. */
-const JOB = FIRST_FREE;
-const CONTROL_WORDS = JOB + 2;
-/** f64 words per call: [function index, argument count, arguments...]. */
-export const CALL_WORDS = 16;
-
-const WORKER_SOURCE = workerSource(
-  `const { module, memory, names } = workerData;
-const ex = new WebAssembly.Instance(module, { env: { memory } }).exports;
-const fns = names.map((n) => ex[n]);`,
-  `    const count = ctrl[${JOB + 1}];
-    const t = new Float64Array(memory.buffer, ctrl[${JOB}], count * ${CALL_WORDS});
-    for (let i = Atomics.add(ctrl, ${NEXT}, 1); i < count; i = Atomics.add(ctrl, ${NEXT}, 1)) {
-      const e = ${CALL_WORDS} * i;
-      fns[t[e]](...t.subarray(e + 2, e + 2 + t[e + 1]));
-    }`,
-);
-
-/** A call: the index of an exported function in `names`, then its arguments. */
-export type Call = number[];
-
-export class FusedPool {
-  private constructor(private readonly group: WorkerGroup) {}
-
-  /** Starts `size` workers (null where worker threads do not exist); use it once `ready`. */
-  static start(size: number, module: object, memory: WasmMemory, names: readonly string[]): FusedPool | null {
-    const Worker = workerCtor();
-    if (!Worker || size < 1) return null;
-    return new FusedPool(
-      new WorkerGroup(size, CONTROL_WORDS, Worker, WORKER_SOURCE, () => ({ module, memory, names })),
-    );
-  }
-
-  get size(): number {
-    return this.group.size;
-  }
-
-  get ready(): boolean {
-    return this.group.ready;
-  }
-
-  whenReady(): Promise<boolean> {
-    return this.group.whenReady();
-  }
-
-  /** Runs every call, on the workers and here (`fns` are this thread's exports by index); returns when all are done. */
-  run(calls: readonly Call[], fns: readonly ((...a: number[]) => void)[], heap: Heap): void {
-    const c = this.group.ctrl;
-    const count = calls.length;
-    const bytes = 8 * CALL_WORDS * count;
-    const table = heap.alloc(bytes, false);
-    try {
-      const t = new Float64Array(heap.buffer, table, CALL_WORDS * count);
-      calls.forEach((call, i) => {
-        t[CALL_WORDS * i] = call[0]!;
-        t[CALL_WORDS * i + 1] = call.length - 1;
-        t.set(call.slice(1), CALL_WORDS * i + 2);
-      });
-      c[JOB] = table;
-      c[JOB + 1] = count;
-      this.group.dispatch(
-        () => {
-          for (let i = Atomics.add(c, NEXT, 1); i < count; i = Atomics.add(c, NEXT, 1)) {
-            const call = calls[i]!;
-            fns[call[0]!]!(...call.slice(1));
-          }
-        },
-        () => Atomics.store(c, NEXT, count),
-        "wasm backend: a fused kernel failed in a worker thread",
-      );
-    } finally {
-      heap.release(table, bytes);
-    }
-  }
-
-  stop(): void {
-    this.group.stop();
-  }
-}
+import type { Heap } from "./heap.js";
+import type { Call, KernelFn, KernelPool } from "./kernel-pool.js";
 
 /** Exported rows functions of the fused module that may be split over threads, in call-table order. */
 export const SPLIT_FUNCS = [
@@ -108,38 +26,26 @@ export const DEFAULT_MIN_FUSED_THREADED = 1 << 16;
 /** Calls per thread of a split kernel (balance when a thread is slowed by other load). */
 const CALLS_PER_THREAD = 3;
 
-/** Runs a rows function here, or split into blocks of rows over a pool of `threads() - 1` workers. */
+/** Runs a rows function here, or split into blocks of rows over the backend's worker pool. */
 export class FusedRunner {
-  private pool: FusedPool | null = null;
-  private readonly fns: ((...a: number[]) => void)[];
+  private readonly fns: KernelFn[];
   /** Calls that were split over threads. */
   threaded = 0;
+  /**
+   * `pool()`: the backend's pool, or null on one thread; SPLIT_FUNCS are its functions from index
+   * `offset` on.
+   */
   constructor(
-    private readonly ex: Record<string, (...a: number[]) => void>,
-    private readonly module: object,
+    private readonly ex: Record<string, KernelFn>,
     private readonly heap: Heap,
-    private readonly threads: () => number,
+    private readonly pool: () => KernelPool | null,
+    private readonly offset: number,
     private readonly minWork: number,
   ) {
-    this.fns = SPLIT_FUNCS.map((n) => ex[n]!);
-  }
-
-  /** The pool for the current thread count, started (not yet ready) on first use; null on one thread. */
-  private poolFor(): FusedPool | null {
-    const size = this.threads() - 1;
-    if (this.pool && this.pool.size !== size) {
-      this.pool.stop();
-      this.pool = null;
-    }
-    if (size >= 1 && !this.pool)
-      this.pool = FusedPool.start(size, this.module, this.heap.memory, SPLIT_FUNCS);
-    return this.pool;
-  }
-
-  /** Starts the workers now; resolves when they are ready (false on one thread or if they failed). */
-  async start(): Promise<boolean> {
-    const p = this.poolFor();
-    return p ? p.whenReady() : false;
+    this.fns = [];
+    SPLIT_FUNCS.forEach((n, i) => {
+      this.fns[offset + i] = ex[n]!;
+    });
   }
 
   /**
@@ -147,7 +53,7 @@ export class FusedRunner {
    * blocks start at multiples of `align` rows.
    */
   rows(fn: SplitFunc, R: number, work: number, args: (r0: number, nr: number) => number[], align = 1): void {
-    const p = work >= this.minWork ? this.poolFor() : null;
+    const p = work >= this.minWork ? this.pool() : null;
     if (!p?.ready || R < 2 * align) {
       this.ex[fn]!(...args(0, R));
       return;
@@ -155,7 +61,7 @@ export class FusedRunner {
     const P = p.size + 1;
     const per = Math.ceil(Math.ceil(R / (CALLS_PER_THREAD * P)) / align) * align;
     const calls: Call[] = [];
-    const index = SPLIT_FUNCS.indexOf(fn);
+    const index = this.offset + SPLIT_FUNCS.indexOf(fn);
     for (let r0 = 0; r0 < R; r0 += per) calls.push([index, ...args(r0, Math.min(per, R - r0))]);
     this.threaded++;
     p.run(calls, this.fns, this.heap);

@@ -4,16 +4,17 @@
 // backward, the attention's masked softmax and the AdamW update (fused-attn.ts). Operands outside the
 // wasm memory ("js" storage) are copied in and results copied out; even so the kernels are 3-8x faster
 // than the TypeScript ones at the LoRA training step's shapes (AdamW ~2.7x). With more than one thread,
-// the largest ones split their rows over worker threads of their own (fused-threads.ts).
+// the largest ones split their rows over the backend's worker threads (fused-threads.ts).
 
 import type { View } from "../backend/backend.js";
 import { cpuFusedKernels } from "../backend-cpu/kernels-fused.js";
 import { dataOf } from "../backend-cpu/storage.js";
 import type { FusedKernel, FusedKernelTable, FusedName } from "../fused/signatures.js";
 import { fusedModuleBytes } from "./fused-simd.js";
-import { DEFAULT_MIN_FUSED_THREADED, FusedRunner, type SplitFunc } from "./fused-threads.js";
+import { DEFAULT_MIN_FUSED_THREADED, FusedRunner, SPLIT_FUNCS, type SplitFunc } from "./fused-threads.js";
 import { MEMORY_LIMITS } from "./gemm.js";
-import { type Heap, wasmApi } from "./heap.js";
+import { type Heap, type WasmApi, wasmApi } from "./heap.js";
+import { type KernelPool, PoolHolder } from "./kernel-pool.js";
 
 export interface FusedContext {
   heap: Heap;
@@ -25,6 +26,12 @@ export interface FusedContext {
   threads?: () => number;
   /** Smallest work (elements) split over threads; default DEFAULT_MIN_FUSED_THREADED. */
   minThreaded?: number;
+  /**
+   * The backend's worker pool, whose functions from `poolOffset` on are SPLIT_FUNCS of fusedModule(); without
+   * it the table starts a pool of its own for `threads`.
+   */
+  pool?: () => KernelPool | null;
+  poolOffset?: number;
 }
 
 /** Below this many elements the TypeScript kernels are as fast (measured on the 2-core Zen 5 dev machine). */
@@ -45,6 +52,12 @@ export function wasmFusedCounters(table: object): WasmFusedCounters | undefined 
 }
 
 let compiled: object | null = null;
+
+/** The compiled fused-kernel module (compiled once per process). */
+export function fusedModule(api: WasmApi): object {
+  compiled ??= new api.Module(fusedModuleBytes(MEMORY_LIMITS));
+  return compiled;
+}
 
 type Fn = (...args: number[]) => void;
 
@@ -115,14 +128,18 @@ function checkTarget(t: number, N: number, C: number, ignore: number, n: number)
 export function wasmFusedKernels(ctx: FusedContext): FusedKernelTable {
   const api = wasmApi();
   if (!api) return { ...cpuFusedKernels };
-  compiled ??= new api.Module(fusedModuleBytes(MEMORY_LIMITS));
-  const ex = new api.Instance(compiled, { env: { memory: ctx.heap.memory } }).exports as Record<string, Fn>;
+  const module = fusedModule(api);
+  const ex = new api.Instance(module, { env: { memory: ctx.heap.memory } }).exports as Record<string, Fn>;
   const min = ctx.minSize ?? DEFAULT_MIN_FUSED;
+  const own = ctx.pool
+    ? null
+    : new PoolHolder(ctx.heap, [{ module, names: SPLIT_FUNCS }], ctx.threads ?? (() => 1));
+  const pool = ctx.pool ?? (() => own!.get());
   const run = new FusedRunner(
     ex,
-    compiled,
     ctx.heap,
-    ctx.threads ?? (() => 1),
+    pool,
+    ctx.pool ? (ctx.poolOffset ?? 0) : 0,
     ctx.minThreaded ?? DEFAULT_MIN_FUSED_THREADED,
   );
   const counters: WasmFusedCounters = {
@@ -131,7 +148,10 @@ export function wasmFusedKernels(ctx: FusedContext): FusedKernelTable {
     get threaded() {
       return run.threaded;
     },
-    start: () => run.start(),
+    start: () => {
+      const p = pool();
+      return p ? p.whenReady() : Promise.resolve(false);
+    },
   };
 
   /** Runs `body` with a Stage when x is float32 and big enough, else the TypeScript kernel. */
@@ -221,7 +241,10 @@ export function wasmFusedKernels(ctx: FusedContext): FusedKernelTable {
         const l = rows[2 * r]!;
         lse[r] = l;
         const k = t[to + r]!;
-        if (k === ignore_index) continue;
+        if (k === ignore_index) {
+          nll[r] = 0;
+          continue;
+        }
         // -log p[k] mixed with the uniform target: (1 - ls) (lse - x[k]) + ls (lse - mean x)
         nll[r] = (1 - ls) * (l - xs[lo + r * C + k]!) + (ls > 0 ? ls * (l - rows[2 * r + 1]! / C) : 0);
       }

@@ -1,20 +1,17 @@
 // Runs the emitted sgemm for one matmul on the wasm backend: on the calling thread, or split over the worker
-// pool above a size threshold. Split work is a table of chunks in the shared memory that every thread,
-// this one included, claims from a counter: whole batch entries when there are enough, else B of each
-// entry packed once (shared) by a few pack chunks and row (or column) blocks that multiply by it.
+// pool above a size threshold. Split work is a table of calls (kernel-pool.ts) that every thread, this one
+// included, claims from a counter: whole batch entries when there are enough, else B of each entry packed
+// once (shared) by a few leading pack calls and row (or column) blocks that multiply by it.
 
 import type { View } from "../backend/backend.js";
 import { stridedOffsets } from "../backend-cpu/storage.js";
-import { KC, MR, NR, WORKSPACE_BYTES } from "./gemm.js";
-import type { Heap, WasmMemory } from "./heap.js";
-import {
-  CHUNK_PACK_B,
-  CHUNK_PACKED,
-  CHUNK_SGEMM,
-  CHUNK_WORDS,
-  type GemmExports,
-  WorkerPool,
-} from "./threads.js";
+import { KC, MR, NR } from "./gemm.js";
+import type { Heap } from "./heap.js";
+import type { Call, KernelFn, KernelPool } from "./kernel-pool.js";
+
+/** The gemm module's exports the pool may call, in the order of their function indices. */
+export const GEMM_FUNCS = ["sgemm", "sgemm_packed", "pack_b"] as const;
+const [SGEMM, SGEMM_PACKED, PACK_B] = [0, 1, 2];
 
 /**
  * Chunks per thread when a matmul is split: more balance under load. Chunks share one packed B, so more
@@ -25,14 +22,12 @@ const MIN_CHUNK_ROWS = 32;
 
 export interface GemmContext {
   heap: Heap;
-  /** The compiled gemm module and its instance's exports on this thread. */
-  module: object;
-  memory: WasmMemory;
-  exports: GemmExports;
-  /** node:worker_threads' Worker, where there is one. */
-  worker: unknown;
-  /** Threads to use, the calling one included (read at each call: the backend can drop to 1). */
-  threads: () => number;
+  /** The gemm module's exports on this thread. */
+  exports: Record<(typeof GEMM_FUNCS)[number], KernelFn>;
+  /** The backend's worker pool (its first functions are GEMM_FUNCS), or null on one thread. */
+  pool: () => KernelPool | null;
+  /** This thread's workspace (WORKSPACE_BYTES). */
+  work: number;
   /** Smallest T M N K split over the threads. */
   minThreaded: number;
   counters: { matmulWasm: number; matmulThreaded: number };
@@ -51,32 +46,12 @@ export interface Gemm {
     K: number,
     T: number,
   ): void;
-  /** Starts the workers now; resolves true when they are ready, false when there are none. */
-  startThreads(): Promise<boolean>;
-  stopThreads(): void;
 }
 
 export function createGemm(ctx: GemmContext): Gemm {
-  const { heap } = ctx;
+  const { heap, work } = ctx;
   const sgemm = ctx.exports.sgemm;
-  let work = -1;
-  let pool: WorkerPool | null = null;
-  let workerWork: number[] = [];
-
-  const getPool = (): WorkerPool | null => {
-    const threads = ctx.threads();
-    if (threads < 2 || !ctx.worker) return null;
-    if (!pool) {
-      workerWork = Array.from({ length: threads - 1 }, () => heap.alloc(WORKSPACE_BYTES));
-      pool = WorkerPool.start(
-        ctx.worker as Parameters<typeof WorkerPool.start>[0],
-        ctx.module,
-        ctx.memory,
-        workerWork,
-      );
-    }
-    return pool;
-  };
+  const fns = GEMM_FUNCS.map((n) => ctx.exports[n]);
 
   /** C (row-major at byte address cBase) = A B, with A and B addressed as `aAddr + 4 * element offset`. */
   const run = (
@@ -107,8 +82,7 @@ export function createGemm(ctx: GemmContext): Gemm {
     const brs = b.layout.strides[r - 2]! * 4;
     const bcs = b.layout.strides[r - 1]! * 4;
     const ldc = N * 4;
-    if (work < 0) work = heap.alloc(WORKSPACE_BYTES);
-    const pool = flops >= ctx.minThreaded ? getPool() : null;
+    const pool = flops >= ctx.minThreaded ? ctx.pool() : null;
     const p = pool?.ready ? pool : null; // until the workers are up, run here
     if (!p) {
       ctx.counters.matmulWasm++;
@@ -150,54 +124,49 @@ export function createGemm(ctx: GemmContext): Gemm {
     const kBlocks = Math.ceil(K / KC);
     // pack chunks: about two per thread in all, each a range of whole panels of one K block
     const packW = Math.ceil(N / Math.max(1, Math.ceil((2 * P) / (T * kBlocks))) / NR) * NR;
-    const packs = shared ? T * kBlocks * Math.ceil(N / packW) : 0;
-    const chunks = packs + T * Math.ceil(M / mCh) * Math.ceil(N / nCh);
     const pbBytes = shared ? 4 * T * K * npad : 0;
     const pb = shared ? heap.alloc(pbBytes, false) : 0;
     ctx.counters.matmulThreaded++;
-    const tableBytes = 4 * CHUNK_WORDS * chunks;
-    const table = heap.alloc(tableBytes, false);
-    const tab = new Int32Array(heap.buffer, table, CHUNK_WORDS * chunks);
-    let c = 0;
+    const calls: Call[] = [];
     for (let t = 0; t < T && shared; t++)
       for (let pc = 0; pc < K; pc += KC)
-        for (let j0 = 0; j0 < N; j0 += packW, c += CHUNK_WORDS) {
-          const kc = Math.min(KC, K - pc);
-          tab[c] = CHUNK_PACK_B;
-          tab[c + 1] = pb + 4 * (t * K * npad + pc * npad + j0 * kc);
-          tab[c + 2] = bAddr + bBatch[t]! * 4 + pc * brs + j0 * bcs;
-          tab[c + 3] = kc;
-          tab[c + 4] = Math.min(packW, N - j0);
+        for (let j0 = 0; j0 < N; j0 += packW) {
+          const dst = pb + 4 * (t * K * npad + pc * npad + j0 * Math.min(KC, K - pc));
+          const src = bAddr + bBatch[t]! * 4 + pc * brs + j0 * bcs;
+          calls.push([PACK_B, dst, src, brs, bcs, Math.min(KC, K - pc), Math.min(packW, N - j0)]);
         }
+    const lead = calls.length;
     for (let t = 0; t < T; t++)
       for (let m0 = 0; m0 < M; m0 += mCh)
-        for (let n0 = 0; n0 < N; n0 += nCh, c += CHUNK_WORDS) {
+        for (let n0 = 0; n0 < N; n0 += nCh) {
           const a0 = aAddr + aBatch[t]! * 4 + m0 * ars;
           const c0 = cBase + t * M * N * 4 + m0 * ldc + n0 * 4;
           const rows = Math.min(mCh, M - m0);
           const cols = Math.min(nCh, N - n0);
-          if (shared) tab.set([CHUNK_PACKED, a0, pb + 4 * t * K * npad, c0, rows, cols, npad, n0], c);
-          else tab.set([CHUNK_SGEMM, a0, bAddr + bBatch[t]! * 4 + n0 * bcs, c0, rows, cols], c);
+          if (shared)
+            calls.push([SGEMM_PACKED, rows, cols, K, a0, ars, acs, pb + 4 * t * K * npad, npad, n0, c0, ldc]);
+          else
+            calls.push([
+              SGEMM,
+              rows,
+              cols,
+              K,
+              a0,
+              ars,
+              acs,
+              bAddr + bBatch[t]! * 4 + n0 * bcs,
+              brs,
+              bcs,
+              c0,
+              ldc,
+            ]);
         }
     try {
-      p.run({ table, count: chunks, packs, K, ars, acs, brs, bcs, ldc }, ctx.exports, work, heap.buffer);
+      p.run(calls, fns, heap, { lead, work, withWork: (call) => call[0] !== PACK_B });
     } finally {
-      heap.release(table, tableBytes);
       if (shared) heap.release(pb, pbBytes);
     }
   };
 
-  return {
-    run,
-    startThreads(): Promise<boolean> {
-      const p = getPool();
-      return p ? p.whenReady() : Promise.resolve(false);
-    },
-    stopThreads(): void {
-      pool?.stop();
-      pool = null;
-      for (const w of workerWork) heap.release(w, WORKSPACE_BYTES);
-      workerWork = [];
-    },
-  };
+  return { run };
 }

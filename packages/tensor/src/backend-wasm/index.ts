@@ -10,17 +10,24 @@
 import type { Backend, Storage, View } from "../backend/backend.js";
 import { registerBackend } from "../backend/registry.js";
 import { cpuKernels } from "../backend-cpu/index.js";
-import { BufferPool, defaultPoolBytes, envMiB } from "../backend-cpu/pool.js";
+import {
+  BufferPool,
+  defaultPoolBytes,
+  envMiB,
+  fillPoison,
+  poisonUninitialized,
+} from "../backend-cpu/pool.js";
 import { CpuStorage, dataOf, rowMajor } from "../backend-cpu/storage.js";
 import { bytesPerElement, type DType, type TypedArray, typedArrayFor } from "../dtype.js";
 import type { Kernel, KernelTable } from "../ops/signatures.js";
 import { elementwiseKernels, elementwiseModuleBytes } from "./elementwise.js";
-import { wasmFusedKernels } from "./fused.js";
-import { gemmModuleBytes, MEMORY_LIMITS } from "./gemm.js";
-import { createGemm } from "./gemm-run.js";
+import { fusedModule, wasmFusedKernels } from "./fused.js";
+import { SPLIT_FUNCS } from "./fused-threads.js";
+import { gemmModuleBytes, MEMORY_LIMITS, WORKSPACE_BYTES } from "./gemm.js";
+import { createGemm, GEMM_FUNCS, type GemmContext } from "./gemm-run.js";
 import { Heap, type WasmApi, type WasmMemory, wasmApi } from "./heap.js";
+import { PoolHolder } from "./kernel-pool.js";
 import { reduceKernels, reduceModuleBytes } from "./reduce.js";
-import type { GemmExports } from "./threads.js";
 import { transcendentalKernels, transcendentalModuleBytes } from "./transcendental.js";
 
 export class WasmStorage implements Storage {
@@ -198,13 +205,21 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
     heap.release(b.addr, b.bytes);
     inHeapBytes -= b.bytes;
   });
+  // one set of worker threads for the matmul and the fused kernels (kernel-pool.ts)
+  const pools = new PoolHolder(
+    heap,
+    [
+      { module, names: GEMM_FUNCS },
+      { module: fusedModule(api), names: SPLIT_FUNCS },
+    ],
+    () => (node ? threads : 1),
+    WORKSPACE_BYTES,
+  );
   const gemm = createGemm({
     heap,
-    module,
-    memory,
-    exports: exports as unknown as GemmExports,
-    worker: node?.Worker,
-    threads: () => threads,
+    exports: exports as unknown as GemmContext["exports"],
+    pool: () => pools.get(),
+    work: heap.alloc(WORKSPACE_BYTES),
     minThreaded,
     counters,
   });
@@ -215,20 +230,22 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
   let inHeapBytes = 0;
   const inHeap = (st: Storage): st is WasmStorage => st instanceof WasmStorage && st.heap === heap;
   const buffers = new BufferPool(jsStorage || autoStorage ? defaultPoolBytes() : 0);
-  const allocStorage = (dtype: DType, size: number): Storage => {
+  const poison = poisonUninitialized();
+  const allocStorage = (dtype: DType, size: number, zero: boolean): Storage => {
     const bytes = size * bytesPerElement(dtype);
     // "auto" keeps only float32, the dtype the WebAssembly kernels read, in their memory (which never shrinks)
     if (jsStorage || (autoStorage && (dtype !== "float32" || inHeapBytes + bytes > heapBudget))) {
       live += bytes;
-      return new CpuStorage(dtype, buffers.take(dtype, size));
+      return new CpuStorage(dtype, buffers.take(dtype, size, zero, poison));
     }
-    const addr = heap.alloc(bytes);
+    const addr = heap.alloc(bytes, zero);
     const Ctor = typedArrayFor(dtype, 0).constructor as new (
       b: ArrayBufferLike,
       o: number,
       n: number,
     ) => TypedArray;
     const s = new WasmStorage(name, dtype, new Ctor(heap.buffer, addr, size), addr, bytes, heap);
+    if (!zero && poison) fillPoison(s.data);
     finalizer.register(s, { addr, bytes }, s);
     live += bytes;
     inHeapBytes += bytes;
@@ -255,7 +272,11 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
       cpuKernels.matmul(inputs, attrs, out);
       return;
     }
-    if (flops === 0) return; // the output is already zero
+    if (flops === 0) {
+      // K = 0: a sum of nothing (outputs need not come zero-filled)
+      (dataOf(out) as Float32Array).fill(0, out.layout.offset, out.layout.offset + T * M * N);
+      return;
+    }
     // Operands outside this memory: copy the span each view covers in (keeping its strides), and the
     // product out; operands inside are read in place.
     const staged: [number, number][] = [];
@@ -298,6 +319,8 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
     inHeap: (v) => inHeap(v.storage),
     minSize: options.minFused,
     threads: () => threads,
+    pool: () => pools.get(),
+    poolOffset: GEMM_FUNCS.length,
   });
 
   return {
@@ -309,17 +332,17 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
       return threads;
     },
     startThreads(): Promise<boolean> {
-      return gemm.startThreads();
+      return pools.start();
     },
     stopThreads(): void {
-      gemm.stopThreads();
       threads = 1;
+      pools.stop();
     },
-    alloc(dtype: DType, size: number): Storage {
-      return allocStorage(dtype, size);
+    alloc(dtype: DType, size: number, zero = true): Storage {
+      return allocStorage(dtype, size, zero);
     },
     fromArray(data: TypedArray, dtype: DType): Storage {
-      const s = allocStorage(dtype, data.length) as CpuStorage | WasmStorage;
+      const s = allocStorage(dtype, data.length, false) as CpuStorage | WasmStorage;
       s.data.set(data);
       return s;
     },

@@ -28,8 +28,11 @@ export interface View {
 export interface Backend {
   /** "cpu" | "wasm" | "webgpu" | ... */
   readonly name: string;
-  /** A zero-filled storage of `size` elements. */
-  alloc(dtype: DType, size: number): Storage;
+  /**
+   * A storage of `size` elements, zero-filled unless `zero` is false: then its contents are unspecified,
+   * for a caller that writes every element (a kernel's output), and the backend may skip the fill.
+   */
+  alloc(dtype: DType, size: number, zero?: boolean): Storage;
   /** A storage holding a copy of `data`, read as `dtype` (bool is stored as uint8). */
   fromArray(data: TypedArray, dtype: DType): Storage;
   /**

@@ -57,7 +57,8 @@ export function runFused<K extends FusedName>(
       throw new Error(`${name}: inputs live on different backends (${t.device}, ${backend.name})`);
   }
   const dense = noGrad(() => inputs.map((t) => t.contiguous()));
-  const results = outs.map(([shape, dtype]) => allocTensor(backend, shape, dtype));
+  // every fused kernel writes each element of its outputs, so they skip the zero fill
+  const results = outs.map(([shape, dtype]) => allocTensor(backend, shape, dtype, false));
   try {
     kernel(
       dense.map((t) => t._view) as Parameters<FusedKernel<K>>[0],

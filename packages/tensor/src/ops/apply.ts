@@ -12,7 +12,15 @@ import { StorageRef } from "../memory.js";
 import { broadcastShapes, contiguousStrides, numel, shapesEqual } from "../shape.js";
 import { Tensor } from "../tensor.js";
 import { BROADCAST_OPS, shapeRules } from "./shape-rules.js";
-import type { Attrs, InputViews, Kernel, OpName, ViewAttrs, ViewOpName } from "./signatures.js";
+import {
+  ACCUMULATING_OPS,
+  type Attrs,
+  type InputViews,
+  type Kernel,
+  type OpName,
+  type ViewAttrs,
+  type ViewOpName,
+} from "./signatures.js";
 
 const warnedFallback = new Set<string>();
 
@@ -39,9 +47,9 @@ function sameBackend(op: string, inputs: readonly Tensor[]): Backend {
   return b;
 }
 
-/** @internal A fresh zero-filled tensor on `backend`. */
-export function allocTensor(backend: Backend, shape: readonly number[], dtype: DType): Tensor {
-  return new Tensor(new StorageRef(backend, backend.alloc(dtype, numel(shape))), shape, dtype);
+/** @internal A fresh tensor on `backend`: zero-filled, or with `zero` false for a caller that writes it all. */
+export function allocTensor(backend: Backend, shape: readonly number[], dtype: DType, zero = true): Tensor {
+  return new Tensor(new StorageRef(backend, backend.alloc(dtype, numel(shape), zero)), shape, dtype);
 }
 
 /** Runs `op` on backend into a new tensor; without a kernel there, copies through the CPU backend. */
@@ -54,7 +62,7 @@ function runKernel<K extends OpName>(
 ): Tensor {
   const kernel = backend.kernels[op] as Kernel<K> | undefined;
   if (kernel) {
-    const out = allocTensor(backend, meta.shape, meta.dtype);
+    const out = allocTensor(backend, meta.shape, meta.dtype, ACCUMULATING_OPS.has(op));
     try {
       kernel(inputs.map((t) => t._view) as InputViews<K>, attrs, out._view);
     } catch (e) {
@@ -83,7 +91,7 @@ function runKernel<K extends OpName>(
       dtype: t.dtype,
     }),
   );
-  const cpuOut = allocTensor(cpu, meta.shape, meta.dtype);
+  const cpuOut = allocTensor(cpu, meta.shape, meta.dtype, ACCUMULATING_OPS.has(op));
   try {
     (cpu.kernels[op] as Kernel<K>)(cpuInputs as InputViews<K>, attrs, cpuOut._view);
   } catch (e) {

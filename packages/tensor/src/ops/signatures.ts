@@ -60,6 +60,13 @@ export interface OpSignatures {
   indexAdd: { in: ["index", "src"]; attrs: { dim: number; size: number } };
 }
 
+/**
+ * Ops whose kernels add into their output, which must therefore come zero-filled. Every other op's kernels
+ * write each element of their output, on every backend, so those outputs skip the zero fill (the
+ * TSGRAD_POISON_UNINIT=1 conformance test holds every kernel to it).
+ */
+export const ACCUMULATING_OPS: ReadonlySet<OpName> = new Set<OpName>(["scatterAdd", "indexAdd"]);
+
 /** Ops that need no kernel: they only change the layout, or assemble their output with `contiguous`. */
 export interface ViewOpSignatures {
   reshape: { in: ["x"]; attrs: { shape: number[] } };

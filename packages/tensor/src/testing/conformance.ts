@@ -2,14 +2,17 @@
 // and compares the results. Inputs cover every dtype an op accepts, odd sizes (1, 3, 17, 65, 257, and
 // empty), and non-contiguous views (transposed, sliced with an offset, broadcast with stride 0). Results must
 // be identical, NaN matching NaN, except float32 matmul, which may sum in float32 in any order: its error
-// must stay within the float32 summation bound (K + 2) 2^-23 sum_k |a_ik b_kj|.
+// must stay within the float32 summation bound (K + 2) 2^-23 sum_k |a_ik b_kj|. Outputs of the backend under
+// test start as NaN (integers: a bit pattern) rather than zero, except for ACCUMULATING_OPS: a kernel must
+// write every element of its output, which therefore skips the zero fill.
 // No test framework is imported: a test calls runConformance and it throws with every mismatch.
 
 import type { Backend, View } from "../backend/backend.js";
 import { cpuKernels, createCpuBackend } from "../backend-cpu/index.js";
-import type { DType, TypedArray } from "../dtype.js";
+import { fillPoison } from "../backend-cpu/pool.js";
+import { type DType, type TypedArray, typedArrayFor } from "../dtype.js";
 import { shapeRules } from "../ops/shape-rules.js";
-import type { OpName } from "../ops/signatures.js";
+import { ACCUMULATING_OPS, type OpName } from "../ops/signatures.js";
 import { contiguousStrides, fmt, numel } from "../shape.js";
 import { type Case, CONFORMANCE_OPS, fill, layoutOf, OP_GROUPS, Rng } from "./conformance-cases.js";
 
@@ -45,6 +48,7 @@ async function runOn(
   c: Case,
   values: TypedArray[],
   out: { shape: number[]; dtype: DType },
+  poisoned: boolean,
 ): Promise<Outcome> {
   const views: View[] = c.inputs.map((spec, i) => {
     const { strides, offset } = layoutOf(spec);
@@ -55,7 +59,9 @@ async function runOn(
     };
   });
   const outView: View = {
-    storage: backend.alloc(out.dtype, numel(out.shape)),
+    storage: poisoned
+      ? backend.fromArray(poisonedArray(out.dtype, numel(out.shape)), out.dtype)
+      : backend.alloc(out.dtype, numel(out.shape)),
     dtype: out.dtype,
     layout: { shape: out.shape, strides: contiguousStrides(out.shape), offset: 0 },
   };
@@ -69,6 +75,12 @@ async function runOn(
     for (const v of views) backend.free(v.storage);
     backend.free(outView.storage);
   }
+}
+
+function poisonedArray(dtype: DType, n: number): TypedArray {
+  const a = typedArrayFor(dtype, n);
+  fillPoison(a);
+  return a;
 }
 
 function describeCase(c: Case): string {
@@ -116,8 +128,8 @@ export async function runConformance(
         continue; // an input combination the op rejects before any kernel runs
       }
       const values = c.inputs.map((spec) => fill(spec, layoutOf(spec).storageSize, rng));
-      const want = await runOn(reference, refKernel, c, values, meta);
-      const got = await runOn(backend, kernel, c, values, meta);
+      const want = await runOn(reference, refKernel, c, values, meta, false);
+      const got = await runOn(backend, kernel, c, values, meta, !ACCUMULATING_OPS.has(op));
       report.total++;
       report.cases[op] = (report.cases[op] ?? 0) + 1;
       let problem: string | null = null;
@@ -128,7 +140,7 @@ export async function runConformance(
         let bound: TypedArray | null = null;
         if (op === "matmul" && meta.dtype === "float32") {
           const abs = values.map((v) => v.map(Math.abs) as TypedArray);
-          bound = (await runOn(reference, refKernel, c, abs, meta)).data ?? null;
+          bound = (await runOn(reference, refKernel, c, abs, meta, false)).data ?? null;
         }
         problem = compare(c, got.data!, want.data!, bound);
       }
