@@ -1,7 +1,7 @@
 // The wasm sgemm's own paths, against a float64 reference: register-tile and K-block edges, every packing
 // case (row-major, transposed and strided operands), the output written without being read (C starts as
-// NaN), and each way a matmul is split over two threads (shared packed B by rows or by columns, whole
-// batch entries, a broadcast B).
+// NaN), the skinny products that read an operand in place, and each way a matmul is split over two
+// threads (shared packed B by rows or by columns, whole batch entries, a broadcast B).
 import { createWasmBackend, type View, type WasmBackend } from "@tsgrad/tensor";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
@@ -137,7 +137,20 @@ describe("wasm sgemm", () => {
     }
   });
 
+  it("skinny products that read A (column-major, N <= 16) or B (row-major, M <= 16) in place", () => {
+    for (const be of [backends.one, backends.two]) {
+      for (const [la, lb] of LAYOUTS) {
+        check(be, 1, 8, 300, 72, la, lb); // B in place when row-major (M = 8, N a multiple of 8)
+        check(be, 1, 16, 257, 16, la, lb); // both in place when A is transposed and B row-major
+        check(be, 1, 72, 300, 8, la, lb); // A in place when transposed (M a multiple of 4)
+        check(be, 1, 264, 513, 16, la, lb); // A in place, three K blocks, rows split on two threads
+        check(be, 1, 17, 40, 8, la, lb); // 17 rows: A packed; B in place only at M <= 16, so packed too
+      }
+    }
+  });
+
   it("every split over two threads: shared B by rows and by columns, batch entries, broadcast B", () => {
+    const before = backends.two.counters.matmulThreaded;
     for (const be of [backends.two, backends.js]) {
       for (const [la, lb] of LAYOUTS) {
         check(be, 1, 262, 300, 70, la, lb); // rows over a shared packed B, two K blocks
@@ -147,6 +160,6 @@ describe("wasm sgemm", () => {
         check(be, 2, 70, 260, 19, la, lb, true); // broadcast B
       }
     }
-    expect(backends.two.counters.matmulThreaded).toBe(5 * LAYOUTS.length);
+    expect(backends.two.counters.matmulThreaded - before).toBe(5 * LAYOUTS.length);
   });
 });

@@ -106,14 +106,17 @@ export function createGemm(ctx: GemmContext): Gemm {
     // Chunks that every thread, this one included, claims from a shared counter, so a thread slowed by other
     // load takes fewer. With enough batch entries a chunk is whole entries (each packs its own panels).
     // Otherwise B of each entry is packed once, shared, by a few pack chunks, and the compute chunks are
-    // row blocks (column blocks when there are too few rows) that only pack their part of A.
+    // row blocks (column blocks when there are too few rows) that only pack their part of A; or, when B is
+    // read in place, column blocks of sgemm calls.
     const P = p.size + 1;
     const want = CHUNKS_PER_THREAD * P;
-    const shared = T < want;
+    const within = T < want; // split inside batch entries
+    // a B that sgemm reads in place (gemm.ts, readsInPlace: row-major, M <= 16) is not packed and shared
+    const shared = within && !(M <= 16 && bcs === 4 && N % NR === 0);
     const per = Math.ceil(want / T);
     let mCh = M;
     let nCh = N;
-    if (shared) {
+    if (within) {
       mCh = Math.max(MIN_CHUNK_ROWS, Math.ceil(M / per / MR) * MR);
       if (Math.ceil(M / mCh) < Math.min(per, P)) {
         mCh = M;

@@ -10,6 +10,7 @@
 
 import {
   add,
+  and,
   type Code,
   call,
   cat,
@@ -28,6 +29,7 @@ import {
   ifThen,
   inc,
   load32splat,
+  lt,
   minI,
   mul,
   ne,
@@ -52,12 +54,17 @@ export const SCRATCH_BYTES = MR * NR * 4;
 export const WORKSPACE_BYTES = PACK_A_BYTES + PACK_B_BYTES + SCRATCH_BYTES;
 
 /**
- * gebp(mc, nc, kc, pa, pb, c, ldc, scratch, first): C[mc, nc] += packedA packedB with the MR x 8 tile, or
- * C = packedA packedB when `first` is 1 (the first K block: C is never read, so it need not be zeroed).
+ * gebp(mc, nc, kc, pa, pb, c, ldc, scratch, first, aStep, aRow, bStep, bCol): C[mc, nc] += A B with the
+ * MR x 8 tile, or C = A B when `first` is 1 (the first K block: C is never read, so it need not be zeroed).
+ * A's MR values of step k are at `a + aStep k` (a = pa + aRow i for row block i) and B's 8 at
+ * `b + bStep k` (b = pb + bCol j): packed panels (aStep 16, aRow 4 kc; bStep 32, bCol 4 kc), or, with no
+ * pack, A stored column-major (aStep = its column stride, aRow 4) and B row-major (bStep = its row
+ * stride, bCol 4).
  */
 function gebp(): Func {
-  const f = new Func("gebp", 9);
+  const f = new Func("gebp", 13);
   const [mc, nc, kc, pa, pb, c, ldc, scratch, first] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
+  const [aStep, aRow, bStep, bCol] = [9, 10, 11, 12];
   const [jp, ip, cols, rows, a, b, bEnd, cp, r, j, t1, t2] = Array.from({ length: 12 }, () => f.local());
   const acc = Array.from({ length: 2 * MR }, () => f.local("v128"));
   const [b0, b1, s] = [f.local("v128"), f.local("v128"), f.local("v128")];
@@ -69,7 +76,7 @@ function gebp(): Func {
     step.push(set(acc[2 * i]!, f32x4add(get(acc[2 * i]!), f32x4mul(get(s), get(b0)))));
     step.push(set(acc[2 * i + 1]!, f32x4add(get(acc[2 * i + 1]!), f32x4mul(get(s), get(b1)))));
   }
-  step.push(inc(a, 4 * MR), inc(b, 4 * NR));
+  step.push(inc(a, get(aStep)), inc(b, get(bStep)));
   const storeTile = (accumulate: boolean): Code => {
     const out: Code[] = [set(cp, add(add(get(c), mul(get(ip), get(ldc))), mul(get(jp), i32c(4))))];
     for (let i = 0; i < MR; i++) {
@@ -117,11 +124,11 @@ function gebp(): Func {
       get(mc),
       MR,
       set(rows, minI(sub(get(mc), get(ip)), i32c(MR), t1, t2)),
-      set(a, add(get(pa), mul(mul(get(ip), get(kc)), i32c(4)))),
-      set(b, add(get(pb), mul(mul(get(jp), get(kc)), i32c(4)))),
+      set(a, add(get(pa), mul(get(ip), get(aRow)))),
+      set(b, add(get(pb), mul(get(jp), get(bCol)))),
       ...acc.map((v) => set(v, v128zero())),
       // do ... while (b != bEnd): no k counter, which V8 kept on the stack
-      set(bEnd, add(get(b), mul(get(kc), i32c(4 * NR)))),
+      set(bEnd, add(get(b), mul(get(kc), get(bStep)))),
       [0x03, 0x40, ...step.flat(), ...ne(get(b), get(bEnd)), 0x0d, 0, 0x0b],
       ifThen(and2(eq(get(rows), i32c(MR)), eq(get(cols), i32c(NR))), storeFull, cat(...storePartial)),
     ),
@@ -130,61 +137,96 @@ function gebp(): Func {
 }
 
 /**
- * sgemm(M, N, K, a, ars, acs, b, brs, bcs, c, ldc, work): C[M, N] = A[M, K] B[K, N] (K > 0; C is only
- * written, so it need not be zeroed); `work` is a WORKSPACE_BYTES block owned by the calling thread.
- */
-/**
  * The loop both drivers end in: for each MC block of A's rows [ic, ic + mc) in K block pc (kc deep), pack
- * it and multiply by the packed B panel at `pb` (nc columns) into C at `c` (the block's first row is
- * `c + ic ldc`). Locals and parameters are the caller's, by index.
+ * it (unless `directA`: A is read in place, see gebp) and multiply by the B panel at `pb` (nc columns;
+ * `bStep`, `bCol` as in gebp) into C at `c` (the block's first row is `c + ic ldc`). Locals and
+ * parameters are the caller's, by index.
  */
 function rowBlocks(
   v: Record<
-    "M" | "a" | "ars" | "acs" | "ldc" | "ic" | "mc" | "pa" | "pc" | "kc" | "scratch" | "t1" | "t2",
+    | "M"
+    | "a"
+    | "ars"
+    | "acs"
+    | "ldc"
+    | "ic"
+    | "mc"
+    | "pa"
+    | "pc"
+    | "kc"
+    | "scratch"
+    | "t1"
+    | "t2"
+    | "directA"
+    | "ap",
     number
   >,
   nc: Code,
   pb: Code,
   c: Code,
+  bStep: Code,
+  bCol: Code,
 ): Code {
+  const src = add(get(v.a), add(mul(get(v.ic), get(v.ars)), mul(get(v.pc), get(v.acs))));
   return forRange(
     v.ic,
     i32c(0),
     get(v.M),
     MC,
     set(v.mc, minI(sub(get(v.M), get(v.ic)), i32c(MC), v.t1, v.t2)),
-    call(
-      FN.pack_a,
-      get(v.pa),
-      add(get(v.a), add(mul(get(v.ic), get(v.ars)), mul(get(v.pc), get(v.acs)))),
-      get(v.ars),
-      get(v.acs),
-      get(v.mc),
-      get(v.kc),
+    ifThen(
+      get(v.directA),
+      set(v.ap, src),
+      cat(
+        call(FN.pack_a, get(v.pa), src, get(v.ars), get(v.acs), get(v.mc), get(v.kc)),
+        set(v.ap, get(v.pa)),
+      ),
     ),
     call(
       FN.gebp,
       get(v.mc),
       nc,
       get(v.kc),
-      get(v.pa),
+      get(v.ap),
       pb,
       add(c, mul(get(v.ic), get(v.ldc))),
       get(v.ldc),
       get(v.scratch),
       eq(get(v.pc), i32c(0)),
+      select(get(v.acs), i32c(4 * MR), get(v.directA)),
+      select(i32c(4), mul(get(v.kc), i32c(4)), get(v.directA)),
+      bStep,
+      bCol,
     ),
   );
 }
 
+/**
+ * Whether a skinny product reads an operand in place instead of packing it: A when it is stored
+ * column-major with whole row panels and C has at most 16 columns (each A element then meets at most two
+ * B panels, and packing it cost as much as the multiply), B when it is row-major with whole 8-column
+ * panels and C has at most 16 rows. These are the LoRA products: dA = dH^T X (M = r), dB^T (N = r).
+ */
+const readsInPlace = (stride: Code, rest: Code, other: Code): Code =>
+  and2(and2(eq(stride, i32c(4)), eq(rest, i32c(0))), lt(other, i32c(17)));
+
+/**
+ * sgemm(M, N, K, a, ars, acs, b, brs, bcs, c, ldc, work): C[M, N] = A[M, K] B[K, N] (K > 0; C is only
+ * written, so it need not be zeroed); `work` is a WORKSPACE_BYTES block owned by the calling thread.
+ */
 function sgemm(): Func {
   const f = new Func("sgemm", 12);
   const [M, N, K, a, ars, acs, b, brs, bcs, c, ldc, work] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
-  const [jc, pc, ic, nc, kc, mc, pa, pb, scratch, t1, t2] = Array.from({ length: 11 }, () => f.local());
+  const [jc, pc, ic, nc, kc, mc, pa, pb, scratch, t1, t2, directA, directB, ap, bp] = Array.from(
+    { length: 15 },
+    () => f.local(),
+  );
   f.body = cat(
     set(pa, get(work)),
     set(pb, add(get(work), i32c(PACK_A_BYTES))),
     set(scratch, add(get(work), i32c(PACK_A_BYTES + PACK_B_BYTES))),
+    set(directA, readsInPlace(get(ars), and(get(M), i32c(MR - 1)), get(N))),
+    set(directB, readsInPlace(get(bcs), and(get(N), i32c(NR - 1)), get(M))),
     forRange(
       jc,
       i32c(0),
@@ -197,20 +239,19 @@ function sgemm(): Func {
         get(K),
         KC,
         set(kc, minI(sub(get(K), get(pc)), i32c(KC), t1, t2)),
-        call(
-          FN.pack_b,
-          get(pb),
-          add(get(b), add(mul(get(pc), get(brs)), mul(get(jc), get(bcs)))),
-          get(brs),
-          get(bcs),
-          get(kc),
-          get(nc),
+        set(bp, add(get(b), add(mul(get(pc), get(brs)), mul(get(jc), get(bcs))))),
+        ifThen(
+          get(directB),
+          [],
+          cat(call(FN.pack_b, get(pb), get(bp), get(brs), get(bcs), get(kc), get(nc)), set(bp, get(pb))),
         ),
         rowBlocks(
-          { M, a, ars, acs, ldc, ic, mc, pa, pc, kc, scratch, t1, t2 },
+          { M, a, ars, acs, ldc, ic, mc, pa, pc, kc, scratch, t1, t2, directA, ap },
           get(nc),
-          get(pb),
+          get(bp),
           add(get(c), mul(get(jc), i32c(4))),
+          select(get(brs), i32c(4 * NR), get(directB)),
+          select(i32c(4), mul(get(kc), i32c(4)), get(directB)),
         ),
       ),
     ),
@@ -227,10 +268,11 @@ function sgemm(): Func {
 function sgemmPacked(): Func {
   const f = new Func("sgemm_packed", 12);
   const [M, N, K, a, ars, acs, pb, npad, n0, c, ldc, work] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
-  const [pc, ic, kc, mc, pa, scratch, t1, t2] = Array.from({ length: 8 }, () => f.local());
+  const [pc, ic, kc, mc, pa, scratch, t1, t2, directA, ap] = Array.from({ length: 10 }, () => f.local());
   f.body = cat(
     set(pa, get(work)),
     set(scratch, add(get(work), i32c(PACK_A_BYTES + PACK_B_BYTES))),
+    set(directA, readsInPlace(get(ars), and(get(M), i32c(MR - 1)), get(N))),
     forRange(
       pc,
       i32c(0),
@@ -238,10 +280,12 @@ function sgemmPacked(): Func {
       KC,
       set(kc, minI(sub(get(K), get(pc)), i32c(KC), t1, t2)),
       rowBlocks(
-        { M, a, ars, acs, ldc, ic, mc, pa, pc, kc, scratch, t1, t2 },
+        { M, a, ars, acs, ldc, ic, mc, pa, pc, kc, scratch, t1, t2, directA, ap },
         get(N),
         add(get(pb), mul(add(mul(get(pc), get(npad)), mul(get(n0), get(kc))), i32c(4))),
         get(c),
+        i32c(4 * NR),
+        mul(get(kc), i32c(4)),
       ),
     ),
   );
