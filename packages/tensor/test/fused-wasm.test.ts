@@ -211,7 +211,7 @@ describe.each(["js", "wasm"] as const)(
           }
     });
 
-    it("rope and its transpose: head dims with and without a vector tail, offsets", () => {
+    it("rope and its transpose: head dims with and without a vector tail, offsets, [B, T, H, D] operands", () => {
       for (const [B, H, T, D] of [
         [1, 1, 1, 2],
         [2, 3, 5, 6],
@@ -224,16 +224,26 @@ describe.each(["js", "wasm"] as const)(
         const cs = rowsData(B * T, D, "normal", D + 1);
         const sn = rowsData(B * T, D, "normal", D + 2);
         for (const transpose of [false, true])
-          compare(
-            which,
-            { name: "rope", attrs: { transpose }, outs: [[B, H, T, D]] },
-            [
-              [x, [B, H, T, D]],
-              [cs, [B, T, D]],
-              [sn, [B, T, D]],
-            ],
-            D % 3,
-          );
+          for (const [xBTHD, yBTHD] of [
+            [false, false],
+            [true, false],
+            [false, true],
+            [true, true],
+          ])
+            compare(
+              which,
+              {
+                name: "rope",
+                attrs: { transpose, xBTHD, yBTHD },
+                outs: [yBTHD ? [B, T, H, D] : [B, H, T, D]],
+              },
+              [
+                [x, xBTHD ? [B, T, H, D] : [B, H, T, D]],
+                [cs, [B, T, D]],
+                [sn, [B, T, D]],
+              ],
+              D % 3,
+            );
       }
     });
   },

@@ -94,6 +94,17 @@ const CASES: Record<string, Case> = {
     op: "rope",
     constants: [1, 2],
   },
+  "rope of a heads-major view": {
+    // x [B, H, T, D] as the transposed view of a projection's [B, T, H, D]: the kernel reads that layout
+    make: (dtype, device) => [
+      randn([2, 5, 3, 8], { dtype, device }),
+      randn([2, 1, 5, 8], { dtype, device }),
+      randn([1, 1, 5, 8], { dtype, device }),
+    ],
+    fn: (x, c, s) => applyRotary(x!.transpose(1, 2), c!, s!),
+    op: "rope",
+    constants: [1, 2],
+  },
   softmax: {
     make: (dtype, device) => [randn([4, 3, 33], { dtype, device }).mul(4)],
     fn: (x) => softmax(x!, -1),
@@ -295,6 +306,23 @@ describe("fused kernels: gradients against finite differences", () => {
             fc.tuple(arbTensor([b, 2, t, 2 * h]), arbTensor([b, 1, t, 2 * h]), arbTensor([1, 1, t, 2 * h])),
           ),
         ([x, c, s]) => assertGradients((a) => applyRotary(a, c, s), [x]),
+      ),
+      { numRuns: 25 },
+    );
+  });
+  it("rope of a heads-major view [B, H, T, D] of a [B, T, H, D] tensor", () => {
+    fc.assert(
+      fc.property(
+        fc
+          .record({
+            b: fc.integer({ min: 1, max: 2 }),
+            t: fc.integer({ min: 2, max: 4 }),
+            h: fc.integer({ min: 1, max: 4 }),
+          })
+          .chain(({ b, t, h }) =>
+            fc.tuple(arbTensor([b, t, 3, 2 * h]), arbTensor([b, 1, t, 2 * h]), arbTensor([1, 1, t, 2 * h])),
+          ),
+        ([x, c, s]) => assertGradients((a) => applyRotary(a.transpose(1, 2), c, s), [x]),
       ),
       { numRuns: 25 },
     );

@@ -112,13 +112,13 @@ export class Attention extends Module {
     const [B, T] = x.shape as [number, number];
     const { numHeads: nH, numKvHeads: nKV, headDim: D } = this._o;
     const g = nH / nKV;
-    // RoPE on the projections' own layout [B, T, heads, d], seen as B*T rows [B*T, heads, 1, d] with tables
-    // [B*T, 1, 1, d]: no transposing copy before RoPE; the heads-major [B, heads, T, d] are strided views.
-    const table = (t: Tensor) => t.expand([B, 1, T, D]).reshape([B * T, 1, 1, D]);
-    const [cos, sin] = [table(ctx.cos), table(ctx.sin)];
+    // The heads-major [B, heads, T, d] are views of the projections' own layout [B, T, heads, d]. RoPE reads
+    // that view in place and writes q and k heads-major and contiguous (its gradient goes back in the
+    // projection's layout), so q regroups for GQA below without a copy either way; v stays a view.
+    const [cos, sin] = [ctx.cos.expand([B, 1, T, D]), ctx.sin.expand([B, 1, T, D])];
     const heads = (t: Tensor, n: number, rope: boolean) => {
-      const r = t.reshape([B * T, n, 1, D]);
-      return (rope ? applyRotary(r, cos, sin) : r).reshape([B, T, n, D]).transpose(1, 2);
+      const v = t.reshape([B, T, n, D]).transpose(1, 2);
+      return rope ? applyRotary(v, cos, sin) : v;
     };
     const q = heads(this.q_proj.forward(x), nH, true); // [B, nH, T, d]
     let k = heads(this.k_proj.forward(x), nKV, true); // [B, nKV, T, d]

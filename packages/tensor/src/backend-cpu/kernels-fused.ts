@@ -164,27 +164,31 @@ export const cpuFusedKernels: FusedKernelTable = {
       dg[i] = d * u[uo + i]! * sig * (1 + z * (1 - sig));
     }
   },
-  rope([xv, cv, sv], { transpose }, [yv]) {
-    const [B, H, T, D] = xv.layout.shape as [number, number, number, number];
+  rope([xv, cv, sv], { transpose, xBTHD, yBTHD }, [yv]) {
+    const s4 = xv.layout.shape as [number, number, number, number];
+    const [B, H, T, D] = xBTHD ? [s4[0], s4[2], s4[1], s4[3]] : s4;
     const [x, cs, sn, y] = [data(xv), data(cv), data(sv), data(yv)];
     const [xo, co, so] = [xv.layout.offset, cv.layout.offset, sv.layout.offset];
     const half = D / 2;
+    const rowOf = (bthd: boolean, b: number, h: number, t: number): number =>
+      (bthd ? (b * T + t) * H + h : (b * H + h) * T + t) * D;
     // forward: [x1 c1 - x2 s1, x2 c2 + x1 s2]; transposed: [x1 c1 + x2 s2, x2 c2 - x1 s1]
     const sg = transpose ? -1 : 1;
     for (let b = 0; b < B; b++)
       for (let h = 0; h < H; h++)
         for (let t = 0; t < T; t++) {
-          const row = ((b * H + h) * T + t) * D;
+          const xr = xo + rowOf(xBTHD, b, h, t);
+          const yr = rowOf(yBTHD, b, h, t);
           const tab = (b * T + t) * D;
           for (let i = 0; i < half; i++) {
-            const x1 = x[xo + row + i]!;
-            const x2 = x[xo + row + half + i]!;
+            const x1 = x[xr + i]!;
+            const x2 = x[xr + half + i]!;
             const c1 = cs[co + tab + i]!;
             const c2 = cs[co + tab + half + i]!;
             const s1 = sn[so + tab + i]!;
             const s2 = sn[so + tab + half + i]!;
-            y[row + i] = x1 * c1 - sg * x2 * (transpose ? s2 : s1);
-            y[row + half + i] = x2 * c2 + sg * x1 * (transpose ? s1 : s2);
+            y[yr + i] = x1 * c1 - sg * x2 * (transpose ? s2 : s1);
+            y[yr + half + i] = x2 * c2 + sg * x1 * (transpose ? s1 : s2);
           }
         }
   },

@@ -130,14 +130,19 @@ function rmsNormBackward(): Func {
 }
 
 /**
- * rope(B, H, T, D, x, c, s, y, sA, sB, sg): per row of x [B, H, T, D] and its table row (b, t) of c, s
- * [B, T, D]: y1 = x1 c1 - sg x2 s[sA + i], y2 = x2 c2 + sg x1 s[sB + i] over the halves (sA, sB byte
- * offsets 0 or D/2 floats: the forward takes s1 then s2, the transposed map s2 then s1 with sg = -1).
+ * rope(B, H, T, D, x, c, s, y, sA, sB, xh, xt, yh, yt, sg): per row (b, h, t) of x and y, [B, H, T, D] or
+ * [B, T, H, D] (byte strides xh, xt / yh, yt of a step in h and in t; each batch entry H T D floats), and
+ * its table row (b, t) of c, s [B, T, D]: y1 = x1 c1 - sg x2 s[sA + i], y2 = x2 c2 + sg x1 s[sB + i] over
+ * the halves (sA, sB byte offsets 0 or D/2 floats: the forward takes s1 then s2, the transposed map s2
+ * then s1 with sg = -1).
  */
 function rope(): Func {
-  const f = new Func("rope", [...new Array<"i32">(10).fill("i32"), "f32"]);
-  const [B, H, T, D, x, c, s, y, sA, sB, sg] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
+  const f = new Func("rope", [...new Array<"i32">(14).fill("i32"), "f32"]);
+  const [B, H, T, D, x, c, s, y, sA, sB, xh, xt, yh, yt, sg] = [
+    0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
+  ];
   const [b, h, t] = [f.local(), f.local(), f.local()];
+  const [x0, y0, xb, yb] = [f.local(), f.local(), f.local(), f.local()]; // row starts of (b, h) and of b
   const tabB = f.local(); // byte offset of the table rows of batch b
   const tab = f.local();
   const rowB = f.local(); // 4 D
@@ -170,20 +175,30 @@ function rope(): Func {
     set(w.cb, mul(get(D), i32c(2))),
     set(w.c4, i32and(get(w.cb), i32c(-16))),
     set(tabB, i32c(0)),
+    set(xb, get(x)),
+    set(yb, get(y)),
     forRange(
       b,
       i32c(0),
       get(B),
       1,
+      set(x0, get(xb)),
+      set(y0, get(yb)),
       forRange(
         h,
         i32c(0),
         get(H),
         1,
         set(tab, get(tabB)),
-        forRange(t, i32c(0), get(T), 1, row, inc(x, get(rowB)), inc(y, get(rowB)), inc(tab, get(rowB))),
+        set(x, get(x0)),
+        set(y, get(y0)),
+        forRange(t, i32c(0), get(T), 1, row, inc(x, get(xt)), inc(y, get(yt)), inc(tab, get(rowB))),
+        inc(x0, get(xh)),
+        inc(y0, get(yh)),
       ),
       inc(tabB, mul(get(T), get(rowB))),
+      inc(xb, mul(mul(get(H), get(T)), get(rowB))),
+      inc(yb, mul(mul(get(H), get(T)), get(rowB))),
     ),
   );
   return f;

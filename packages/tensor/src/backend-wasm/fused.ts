@@ -302,13 +302,17 @@ export function wasmFusedKernels(ctx: FusedContext): FusedKernelTable {
   });
   table.rope = wrap(
     "rope",
-    (st, [xv, cv, sv], { transpose }, [yv]) => {
-      const [B, H, T, D] = xv.layout.shape as [number, number, number, number];
+    (st, [xv, cv, sv], { transpose, xBTHD, yBTHD }, [yv]) => {
+      const s4 = xv.layout.shape as [number, number, number, number];
+      const [B, H, T, D] = xBTHD ? [s4[0], s4[2], s4[1], s4[3]] : s4;
       const n = B * H * T * D;
       const x = st.in(xv, n);
       const c = st.in(cv, B * T * D);
       const s = st.in(sv, B * T * D);
       const half = 2 * D; // bytes
+      // byte strides of a row step in h and in t: [B, H, T, D] or [B, T, H, D]
+      const hs = (bthd: boolean) => (bthd ? 4 * D : 4 * T * D);
+      const ts = (bthd: boolean) => (bthd ? 4 * H * D : 4 * D);
       ex.rope!(
         B,
         H,
@@ -320,6 +324,10 @@ export function wasmFusedKernels(ctx: FusedContext): FusedKernelTable {
         st.out(yv, n),
         transpose ? half : 0,
         transpose ? 0 : half,
+        hs(xBTHD),
+        ts(xBTHD),
+        hs(yBTHD),
+        ts(yBTHD),
         transpose ? -1 : 1,
       );
     },

@@ -134,13 +134,19 @@ export function applyRotary(x: Tensor, cos: Tensor, sin: Tensor): Tensor {
     !hasFused("rope", x)
   )
     return ropeComposition(x, cos, sin);
+  // x as the heads-major view [B, H, T, D] of a projection's [B, T, H, D] (attention's q and k): the kernel
+  // reads that layout itself, and the gradient goes back in it, so neither way copies.
+  const xt = noGrad(() => x.transpose(1, 2));
+  const bthd = !x.isContiguous && xt.isContiguous;
   const [xc, c, s] = noGrad(() => [
-    x.contiguous(),
+    bthd ? xt : x.contiguous(),
     cos.expand([B!, 1, T!, D!]).reshape([B!, T!, D!]).contiguous(),
     sin.expand([B!, 1, T!, D!]).reshape([B!, T!, D!]).contiguous(),
   ]);
-  const [y] = runFused("rope", [xc, c, s], { transpose: false }, [[x.shape, x.dtype]]);
-  if (xc !== x) xc.dispose();
+  const [y] = runFused("rope", [xc, c, s], { transpose: false, xBTHD: bthd, yBTHD: false }, [
+    [x.shape, x.dtype],
+  ]);
+  if (xc !== x && xc !== xt) xc.dispose();
   return attachNode(y, "rope", [x], (dy) => {
     if (isGradEnabled()) {
       // createGraph: the transposed map dy cos + rotate_half^T(dy sin), rotate_half^T([v1, v2]) = [v2, -v1]
@@ -148,6 +154,8 @@ export function applyRotary(x: Tensor, cos: Tensor, sin: Tensor): Tensor {
       const half = D! / 2;
       return [dy.mul(cos).add(cat([v.slice(-1, half), v.slice(-1, 0, half).neg()], -1))];
     }
-    return [runFused("rope", [dy, c, s], { transpose: true }, [[x.shape, x.dtype]])[0]];
+    const attrs = { transpose: true, xBTHD: false, yBTHD: bthd };
+    const [dx] = runFused("rope", [dy, c, s], attrs, [[bthd ? xt.shape : x.shape, x.dtype]]);
+    return [bthd ? dx.transpose(1, 2) : dx];
   });
 }

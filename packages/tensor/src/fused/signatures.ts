@@ -27,8 +27,14 @@ export interface FusedSignatures {
    * Rotary embedding over the last dim D (even): y = x * cos + rotate_half(x) * sin, with
    * rotate_half([x1, x2]) = [-x2, x1]. x [B, H, T, D]; cos, sin [B, T, D] (shared by the H heads).
    * `transpose` applies the transposed map (the backward): y = x * cos + rotate_half^T(x * sin).
+   * `xBTHD` / `yBTHD`: that operand is stored [B, T, H, D] (a projection's own layout) rather than
+   * [B, H, T, D], so attention's heads-major operands need no transposing copy either way.
    */
-  rope: { in: ["x", "cos", "sin"]; out: ["y"]; attrs: { transpose: boolean } };
+  rope: {
+    in: ["x", "cos", "sin"];
+    out: ["y"];
+    attrs: { transpose: boolean; xBTHD: boolean; yBTHD: boolean };
+  };
   /** softmax over the last dim. */
   softmax: { in: ["x"]; out: ["y"]; attrs: None };
   /** dx = y * (dy - sum(dy * y)) over the last dim. */
