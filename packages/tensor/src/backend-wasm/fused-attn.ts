@@ -98,7 +98,7 @@ function maskedSoftmax(): Func {
         ifThen(f32eq(get(mx), f32c(Number.NEGATIVE_INFINITY)), set(mx, f32c(0))),
         set(mv, f32x4splat(get(mx))),
         acc.init(),
-        rowLoop(
+        acc.rowLoop(
           w,
           cat(set(acc.v, e(v128load(at(o, w.k)))), v128store(at(o, w.k), get(acc.v)), acc.add(get(acc.v))),
           cat(
@@ -141,7 +141,7 @@ function scaledSoftmaxBackward(): Func {
       const ld0 = (p: number): Code => f32x4splat(f32load(at(p, w.k)));
       return cat(
         acc.init(),
-        rowLoop(w, acc.add(f32x4mul(ld(dy), ld(y))), acc.add0(f32x4mul(ld0(dy), ld0(y)))),
+        acc.rowLoop(w, acc.add(f32x4mul(ld(dy), ld(y))), acc.add0(f32x4mul(ld0(dy), ld0(y)))),
         set(sv, f32x4splat(f32FromF64(acc.total()))),
         set(sc, f32x4splat(get(scale))),
         both(w, [dy, y], (gr, p) => f32x4mul(f32x4mul(p, f32x4sub(gr, get(sv))), get(sc)), vstore, o),

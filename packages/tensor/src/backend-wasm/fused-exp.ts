@@ -29,6 +29,7 @@ import {
   f64x2PromoteLow,
   forRange,
   get,
+  gt,
   i32c,
   ifThen,
   inc,
@@ -234,29 +235,55 @@ export function log64(): Func {
 }
 export const i64Bits = (a: Code): Code => [...a, 0xbd];
 
-/** f64x2 accumulators for float32 vectors: add(v) takes all four lanes, total() the scalar f64 sum. */
+/**
+ * Sums of float32 vectors over a row: add(v) adds into a float32 partial sum, which rowLoop moves into two
+ * f64x2 accumulators after every block of 16 vectors; add0 (the tail) goes to the f64 ones directly;
+ * total() is the scalar f64 sum. One float32 register in the loop: with the f64 pair there, V8 ran out of
+ * xmm registers in the exp loops and kept the accumulators on the stack (a store and reload per vector).
+ */
 export class Acc {
   readonly a: number;
   readonly b: number;
   readonly v: number;
+  private readonly p: number;
+  private readonly kb: number;
+  private readonly kEnd: number;
   constructor(f: Func) {
     this.a = f.local("v128");
     this.b = f.local("v128");
     this.v = f.local("v128");
+    this.p = f.local("v128");
+    this.kb = f.local();
+    this.kEnd = f.local();
   }
   init(): Code {
-    return cat(set(this.a, v128zero()), set(this.b, v128zero()));
+    return cat(set(this.a, v128zero()), set(this.b, v128zero()), set(this.p, v128zero()));
   }
   add(e: Code): Code {
-    return cat(
-      set(this.v, e),
-      set(this.a, f64x2add(get(this.a), f64x2PromoteLow(get(this.v)))),
-      set(this.b, f64x2add(get(this.b), f64x2PromoteLow(highHalf(get(this.v))))),
-    );
+    return set(this.p, f32x4add(get(this.p), e));
   }
   /** Adds lane 0 of a vector only (the tail). */
   add0(e: Code): Code {
     return set(this.a, f64x2add(get(this.a), f64x2PromoteLow(f32x4replace0(v128zero(), f32x4lane(e, 0)))));
+  }
+  /** rowLoop (below) with the vector part in blocks of 16 vectors, each block's sum flushed to f64. */
+  rowLoop(w: Row, vec: Code, tail: Code): Code {
+    const { a, b, p, kb, kEnd } = this;
+    return cat(
+      forRange(
+        kb,
+        i32c(0),
+        get(w.c4),
+        256,
+        set(kEnd, add(get(kb), i32c(256))),
+        ifThen(gt(get(kEnd), get(w.c4)), set(kEnd, get(w.c4))),
+        forRange(w.k, get(kb), get(kEnd), 16, vec),
+        set(a, f64x2add(get(a), f64x2PromoteLow(get(p)))),
+        set(b, f64x2add(get(b), f64x2PromoteLow(highHalf(get(p))))),
+        set(p, v128zero()),
+      ),
+      forRange(w.k, get(w.c4), get(w.cb), 4, tail),
+    );
   }
   total(): Code {
     const l = (v: number, i: number): Code => f64x2extract(get(v), i);

@@ -64,7 +64,7 @@ function rmsNorm(): Func {
       const sq = (v: Code): Code => f32x4mul(v, v);
       return cat(
         acc.init(),
-        rowLoop(rw, acc.add(sq(v128load(at(x, rw.k)))), acc.add0(sq(f32x4splat(f32load(at(x, rw.k)))))),
+        acc.rowLoop(rw, acc.add(sq(v128load(at(x, rw.k)))), acc.add0(sq(f32x4splat(f32load(at(x, rw.k)))))),
         set(s, f64div(f64c(1), f64sqrt(f64add(f64div(acc.total(), f64FromI32(get(C))), get(eps))))),
         f32store(get(rstd), f32FromF64(get(s))),
         inc(rstd, 4),
@@ -107,7 +107,7 @@ function rmsNormBackward(): Func {
       set(s, f64FromF32(f32load(get(rstd)))),
       inc(rstd, 4),
       acc.init(),
-      rowLoop(
+      acc.rowLoop(
         rw,
         acc.add(f32x4mul(f32x4mul(ld(dy), ld(w)), ld(x))),
         acc.add0(f32x4mul(f32x4mul(ld0(dy), ld0(w)), ld0(x))),

@@ -85,8 +85,8 @@ function softmaxRows(log: boolean): Func {
     const s = f.local("f64");
     const e = (v: Code): Code => ex.of(f32x4sub(v, get(mv)));
     const sums = log
-      ? rowLoop(w, acc.add(e(v128load(at(x, w.k)))), acc.add0(e(f32x4splat(f32load(at(x, w.k))))))
-      : rowLoop(
+      ? acc.rowLoop(w, acc.add(e(v128load(at(x, w.k)))), acc.add0(e(f32x4splat(f32load(at(x, w.k))))))
+      : acc.rowLoop(
           w,
           cat(set(acc.v, e(v128load(at(x, w.k)))), v128store(at(o, w.k), get(acc.v)), acc.add(get(acc.v))),
           cat(
@@ -128,12 +128,12 @@ function lseRows(): Func {
       rowMax(w, x, m),
       set(mv, f32x4splat(get(m))),
       acc.init(),
-      rowLoop(w, acc.add(e(v128load(at(x, w.k)))), acc.add0(e(f32x4splat(f32load(at(x, w.k)))))),
+      acc.rowLoop(w, acc.add(e(v128load(at(x, w.k)))), acc.add0(e(f32x4splat(f32load(at(x, w.k)))))),
       [...get(o), ...f64add(f64FromF32(get(m)), call(FLOG, acc.total())), 0x39, 3, 0], // f64.store
       sx.init(),
       ifThen(
         get(withSum),
-        cat(rowLoop(w, sx.add(v128load(at(x, w.k))), sx.add0(f32x4splat(f32load(at(x, w.k))))), [
+        cat(sx.rowLoop(w, sx.add(v128load(at(x, w.k))), sx.add0(f32x4splat(f32load(at(x, w.k))))), [
           ...get(o),
           ...sx.total(),
           0x39,
@@ -158,7 +158,7 @@ function softmaxBackRows(log: boolean): Func {
     const ld0 = (p: number): Code => f32x4splat(f32load(at(p, w.k)));
     return cat(
       acc.init(),
-      rowLoop(w, acc.add(term(ld(dy), ld(y))), acc.add0(term(ld0(dy), ld0(y)))),
+      acc.rowLoop(w, acc.add(term(ld(dy), ld(y))), acc.add0(term(ld0(dy), ld0(y)))),
       set(sv, f32x4splat(f32FromF64(acc.total()))),
       both(
         w,
