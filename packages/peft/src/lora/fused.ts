@@ -7,7 +7,7 @@
 // big matmul loses, since cat's strided copy costs more than both; forming W + s B A is ruled out (it
 // costs out x in per layer, and far more than the low-rank path when T is small).
 
-import { defineOp, isGradEnabled, type Tensor } from "@tsgrad/tensor";
+import { defineOp, isGradEnabled, matmulAccumulate, type Tensor } from "@tsgrad/tensor";
 
 /**
  * y = x W^T + bias + s (xd A^T) B^T for 2-D x [T, in] and xd [T, in] (pass x itself when there is no
@@ -30,11 +30,9 @@ export function loraLinear(
   const forward = (): Tensor => {
     xa = xd.matmul(A.mT);
     sB = B.mul(s);
-    const base = x.matmul(W.mT);
-    const up = xa.matmul(sB.mT);
-    let y = base.add(up);
-    base.dispose();
-    up.dispose();
+    // y = x W^T, then += xa (sB)^T in place: no [T, out] temporary for the low-rank term, no add
+    let y = x.matmul(W.mT);
+    matmulAccumulate(y, xa, sB.mT);
     if (bias) {
       const yb = y.add(bias);
       y.dispose();
@@ -53,14 +51,11 @@ export function loraLinear(
     const g = nxd || nA ? dy.matmul(sBG) : null; // s dy B [T, r]
     let dx: Tensor | null = null;
     let dxd: Tensor | null = null;
-    if (same && nx) {
-      const base = dy.matmul(W);
-      const up = g!.matmul(A);
-      dx = base.add(up);
-      if (!graph) {
-        base.dispose();
-        up.dispose();
-      }
+    if (same && nx && !graph) {
+      dx = dy.matmul(W);
+      matmulAccumulate(dx, g!, A); // dx += g A in place
+    } else if (same && nx) {
+      dx = dy.matmul(W).add(g!.matmul(A));
     } else {
       if (nx) dx = dy.matmul(W);
       if (nxd) dxd = g!.matmul(A);

@@ -34,7 +34,7 @@ export interface GemmContext {
 }
 
 export interface Gemm {
-  /** C (row-major at byte address cBase) = A B for T batch entries; see run below. */
+  /** C (row-major at byte address cBase) = A B for T batch entries, or C += A B with `accumulate`; see run below. */
   run(
     a: View,
     b: View,
@@ -45,6 +45,7 @@ export interface Gemm {
     N: number,
     K: number,
     T: number,
+    accumulate?: boolean,
   ): void;
 }
 
@@ -53,7 +54,7 @@ export function createGemm(ctx: GemmContext): Gemm {
   const sgemm = ctx.exports.sgemm;
   const fns = GEMM_FUNCS.map((n) => ctx.exports[n]);
 
-  /** C (row-major at byte address cBase) = A B, with A and B addressed as `aAddr + 4 * element offset`. */
+  /** C (row-major at byte address cBase) (+)= A B, with A and B addressed as `aAddr + 4 * element offset`. */
   const run = (
     a: View,
     b: View,
@@ -64,7 +65,9 @@ export function createGemm(ctx: GemmContext): Gemm {
     N: number,
     K: number,
     T: number,
+    accumulate = false,
   ): void => {
+    const acc = accumulate ? 1 : 0;
     const r = a.layout.shape.length;
     const flops = T * M * N * K;
     const aBatch = stridedOffsets(
@@ -99,6 +102,7 @@ export function createGemm(ctx: GemmContext): Gemm {
           bcs,
           cBase + t * M * N * 4,
           ldc,
+          acc,
           work,
         );
       return;
@@ -147,7 +151,21 @@ export function createGemm(ctx: GemmContext): Gemm {
           const rows = Math.min(mCh, M - m0);
           const cols = Math.min(nCh, N - n0);
           if (shared)
-            calls.push([SGEMM_PACKED, rows, cols, K, a0, ars, acs, pb + 4 * t * K * npad, npad, n0, c0, ldc]);
+            calls.push([
+              SGEMM_PACKED,
+              rows,
+              cols,
+              K,
+              a0,
+              ars,
+              acs,
+              pb + 4 * t * K * npad,
+              npad,
+              n0,
+              c0,
+              ldc,
+              acc,
+            ]);
           else
             calls.push([
               SGEMM,
@@ -162,6 +180,7 @@ export function createGemm(ctx: GemmContext): Gemm {
               bcs,
               c0,
               ldc,
+              acc,
             ]);
         }
     try {

@@ -158,7 +158,8 @@ function rowBlocks(
     | "t1"
     | "t2"
     | "directA"
-    | "ap",
+    | "ap"
+    | "acc",
     number
   >,
   nc: Code,
@@ -192,7 +193,7 @@ function rowBlocks(
       add(c, mul(get(v.ic), get(v.ldc))),
       get(v.ldc),
       get(v.scratch),
-      eq(get(v.pc), i32c(0)),
+      and2(eq(get(v.pc), i32c(0)), eq(get(v.acc), i32c(0))),
       select(get(v.acs), i32c(4 * MR), get(v.directA)),
       select(i32c(4), mul(get(v.kc), i32c(4)), get(v.directA)),
       bStep,
@@ -211,12 +212,13 @@ const readsInPlace = (stride: Code, rest: Code, other: Code): Code =>
   and2(and2(eq(stride, i32c(4)), eq(rest, i32c(0))), lt(other, i32c(17)));
 
 /**
- * sgemm(M, N, K, a, ars, acs, b, brs, bcs, c, ldc, work): C[M, N] = A[M, K] B[K, N] (K > 0; C is only
- * written, so it need not be zeroed); `work` is a WORKSPACE_BYTES block owned by the calling thread.
+ * sgemm(M, N, K, a, ars, acs, b, brs, bcs, c, ldc, acc, work): C[M, N] = A[M, K] B[K, N] (K > 0; C is only
+ * written, so it need not be zeroed), or C += A B when `acc` is 1; `work` is a WORKSPACE_BYTES block
+ * owned by the calling thread.
  */
 function sgemm(): Func {
-  const f = new Func("sgemm", 12);
-  const [M, N, K, a, ars, acs, b, brs, bcs, c, ldc, work] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
+  const f = new Func("sgemm", 13);
+  const [M, N, K, a, ars, acs, b, brs, bcs, c, ldc, acc, work] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12];
   const [jc, pc, ic, nc, kc, mc, pa, pb, scratch, t1, t2, directA, directB, ap, bp] = Array.from(
     { length: 15 },
     () => f.local(),
@@ -246,7 +248,7 @@ function sgemm(): Func {
           cat(call(FN.pack_b, get(pb), get(bp), get(brs), get(bcs), get(kc), get(nc)), set(bp, get(pb))),
         ),
         rowBlocks(
-          { M, a, ars, acs, ldc, ic, mc, pa, pc, kc, scratch, t1, t2, directA, ap },
+          { M, a, ars, acs, ldc, ic, mc, pa, pc, kc, scratch, t1, t2, directA, ap, acc },
           get(nc),
           get(bp),
           add(get(c), mul(get(jc), i32c(4))),
@@ -260,14 +262,14 @@ function sgemm(): Func {
 }
 
 /**
- * sgemm_packed(M, N, K, a, ars, acs, pb, npad, n0, c, ldc, work): C[M, N] = A[M, K] B[K, n0 : n0 + N] with
- * B already packed (pack_b) at pb: K blocks of KC rows one after another, each of npad columns (N of
+ * sgemm_packed(M, N, K, a, ars, acs, pb, npad, n0, c, ldc, acc, work): C[M, N] (+)= A[M, K] B[K, n0 : n0 + N]
+ * (as sgemm) with B already packed (pack_b) at pb: K blocks of KC rows one after another, each of npad columns (N of
  * the whole B rounded up to NR), so block pc starts at pb + 4 pc npad. n0 is a multiple of NR. The worker
  * threads share one packed B this way instead of each packing it again.
  */
 function sgemmPacked(): Func {
-  const f = new Func("sgemm_packed", 12);
-  const [M, N, K, a, ars, acs, pb, npad, n0, c, ldc, work] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
+  const f = new Func("sgemm_packed", 13);
+  const [M, N, K, a, ars, acs, pb, npad, n0, c, ldc, acc, work] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12];
   const [pc, ic, kc, mc, pa, scratch, t1, t2, directA, ap] = Array.from({ length: 10 }, () => f.local());
   f.body = cat(
     set(pa, get(work)),
@@ -280,7 +282,7 @@ function sgemmPacked(): Func {
       KC,
       set(kc, minI(sub(get(K), get(pc)), i32c(KC), t1, t2)),
       rowBlocks(
-        { M, a, ars, acs, ldc, ic, mc, pa, pc, kc, scratch, t1, t2, directA, ap },
+        { M, a, ars, acs, ldc, ic, mc, pa, pc, kc, scratch, t1, t2, directA, ap, acc },
         get(N),
         add(get(pb), mul(add(mul(get(pc), get(npad)), mul(get(n0), get(kc))), i32c(4))),
         get(c),

@@ -254,12 +254,25 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
     return s;
   };
 
-  const matmul: Kernel<"matmul"> = (inputs, attrs, out) => {
-    const a = inputs[0];
-    const b = inputs[1];
-    if (a.dtype !== "float32") {
+  /** out = a b, or out += a b with `accumulate` (out contiguous). */
+  const product = (a: View, b: View, out: View, accumulate: boolean): void => {
+    const ts = () => {
       counters.matmulTs++;
-      cpuKernels.matmul(inputs, attrs, out);
+      if (!accumulate) {
+        cpuKernels.matmul([a, b], {}, out);
+        return;
+      }
+      const n = out.layout.shape.reduce((x, y) => x * y, 1);
+      const tmp: View = {
+        ...out,
+        storage: new CpuStorage(out.dtype, typedArrayFor(out.dtype, n)),
+        layout: { ...out.layout, offset: 0 },
+      };
+      cpuKernels.matmul([a, b], {}, tmp);
+      cpuKernels.add([out, tmp], {}, out);
+    };
+    if (a.dtype !== "float32") {
+      ts();
       return;
     }
     const r = a.layout.shape.length;
@@ -270,13 +283,13 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
     for (let i = 0; i < r - 2; i++) T *= a.layout.shape[i]!;
     const flops = T * M * N * K;
     if (flops < minWork) {
-      counters.matmulTs++;
-      cpuKernels.matmul(inputs, attrs, out);
+      ts();
       return;
     }
     if (flops === 0) {
       // K = 0: a sum of nothing (outputs need not come zero-filled)
-      (dataOf(out) as Float32Array).fill(0, out.layout.offset, out.layout.offset + T * M * N);
+      if (!accumulate)
+        (dataOf(out) as Float32Array).fill(0, out.layout.offset, out.layout.offset + T * M * N);
       return;
     }
     // Operands outside this memory: copy the span each view covers in (keeping its strides), and the
@@ -294,19 +307,24 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
       const aAddr = place(a);
       const bAddr = place(b);
       if (inHeap(out.storage)) {
-        gemm.run(a, b, aAddr, bAddr, out.storage.addr + out.layout.offset * 4, M, N, K, T);
+        gemm.run(a, b, aAddr, bAddr, out.storage.addr + out.layout.offset * 4, M, N, K, T, accumulate);
         return;
       }
-      // sgemm writes every element of C without reading it: no zero fill (slow on shared memory)
+      // sgemm writes every element of C without reading it: no zero fill (slow on shared memory); to add
+      // into C it reads the staged copy
       const cBytes = 4 * T * M * N;
       const cStage = heap.alloc(cBytes, false);
       staged.push([cStage, cBytes]);
-      gemm.run(a, b, aAddr, bAddr, cStage, M, N, K, T);
-      dataOf(out).set(new Float32Array(heap.buffer, cStage, T * M * N), out.layout.offset);
+      const cHeap = new Float32Array(heap.buffer, cStage, T * M * N);
+      if (accumulate) cHeap.set(dataOf(out).subarray(out.layout.offset, out.layout.offset + T * M * N));
+      gemm.run(a, b, aAddr, bAddr, cStage, M, N, K, T, accumulate);
+      dataOf(out).set(cHeap, out.layout.offset);
     } finally {
       for (const [at, bytes] of staged) heap.release(at, bytes);
     }
   };
+
+  const matmul: Kernel<"matmul"> = ([a, b], _attrs, out) => product(a, b, out, false);
 
   const kernels: KernelTable = {
     ...cpuKernels,
@@ -329,6 +347,7 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
     name,
     kernels,
     fused,
+    matmulAccumulate: (a: View, b: View, c: View) => product(a, b, c, true),
     counters,
     get threads() {
       return threads;

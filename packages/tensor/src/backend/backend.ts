@@ -54,4 +54,9 @@ export interface Backend {
    * one is missing the frontend runs the op's composition of primitives.
    */
   readonly fused?: Partial<FusedKernelTable>;
+  /**
+   * c += a b in place for a [..., M, K], b [..., K, N] and a contiguous c [..., M, N] of one dtype (the
+   * same batch dims). Optional: matmulAccumulate adds a separate product where it is missing.
+   */
+  matmulAccumulate?(a: View, b: View, c: View): void;
 }

@@ -1,6 +1,8 @@
 // torch.matmul semantics on top of the batched primitive: 1-D operands gain and lose a dim, batch dims
 // broadcast (as expand views, so their gradients are summed back by the engine).
 
+import { isGradEnabled, noGrad } from "../autograd/grad-mode.js";
+import type { View } from "../backend/backend.js";
 import { promoteTypes } from "../dtype.js";
 import { broadcastShapes, fmt } from "../shape.js";
 import type { Tensor } from "../tensor.js";
@@ -38,4 +40,44 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
   const a2 = expand(a, [...batch, ...a.shape.slice(-2)]);
   const b2 = expand(b, [...batch, ...b.shape.slice(-2)]);
   return apply("matmul", [a2, b2], {});
+}
+
+/**
+ * c += a b, in place: for a custom op's forward or backward that adds a product into a temporary it owns
+ * (LoRA's x W^T + (x A^T)(s B)^T), without a second [M, N] tensor and an add. a [..., M, K], b [..., K, N]
+ * and a contiguous c [..., M, N] with the same batch dims and dtype. Not recorded by autograd: c must not
+ * require grad while grad mode is on.
+ * @example matmulAccumulate(y, xa, sB.mT); // y += xa sB^T
+ */
+export function matmulAccumulate(c: Tensor, a: Tensor, b: Tensor): void {
+  const bad = (why: string) =>
+    new RangeError(`matmulAccumulate: ${why} (c ${fmt(c.shape)}, a ${fmt(a.shape)}, b ${fmt(b.shape)})`);
+  if (a.ndim < 2 || b.ndim !== a.ndim || c.ndim !== a.ndim)
+    throw bad("a, b and c need the same rank, at least 2");
+  const r = a.ndim;
+  const same = (x: readonly number[], y: readonly number[]) =>
+    x.length === y.length && x.every((n, i) => n === y[i]);
+  const want = [...a.shape.slice(0, -2), a.shape[r - 2]!, b.shape[r - 1]!];
+  if (
+    a.shape[r - 1] !== b.shape[r - 2] ||
+    !same(a.shape.slice(0, -2), b.shape.slice(0, -2)) ||
+    !same(c.shape, want)
+  )
+    throw bad(`expected a [..., M, K], b [..., K, N] and c [..., M, N] with the same batch dims`);
+  if (a.dtype !== c.dtype || b.dtype !== c.dtype)
+    throw bad(`dtypes differ (${c.dtype}, ${a.dtype}, ${b.dtype})`);
+  if (a.backend !== c.backend || b.backend !== c.backend) throw bad("tensors live on different backends");
+  if (!c.isContiguous) throw bad("c must be contiguous");
+  if (c.requiresGrad && isGradEnabled())
+    throw bad("c requires grad; an in-place update would not be recorded");
+  const backend = c.backend;
+  if (backend.matmulAccumulate) {
+    backend.matmulAccumulate(a._view, b._view, c._view);
+    return;
+  }
+  const add = backend.kernels.add;
+  if (!add) throw bad(`backend "${backend.name}" has neither matmulAccumulate nor an add kernel`);
+  const p = noGrad(() => a.matmul(b));
+  add([c._view, p._view] as [View, View], {}, c._view);
+  p.dispose();
 }
