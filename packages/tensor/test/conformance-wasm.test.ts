@@ -1,4 +1,6 @@
 import {
+  cat,
+  contiguousStrides,
   cpuKernels,
   createCpuBackend,
   createWasmBackend,
@@ -123,8 +125,8 @@ describe("conformance: wasm backend", () => {
     }
   });
 
-  it("add, sub, mul, div, neg: every case through WebAssembly SIMD (both storages), identical to the TS kernels", async () => {
-    const ops = ["add", "sub", "mul", "div", "neg"] as const;
+  it("add, sub, mul, div, neg, contiguous: every case through WebAssembly SIMD (both storages), identical to the TS kernels", async () => {
+    const ops = ["add", "sub", "mul", "div", "neg", "contiguous"] as const;
     for (const storage of ["wasm", "js"] as const) {
       const forced = createWasmBackend({
         name: `wasm-ew-${storage}`,
@@ -173,6 +175,56 @@ describe("conformance: wasm backend", () => {
         for (const lb of names)
           expect(run(be, op, [la, lb]), `${op} ${la} ${lb}`).toEqual(run(ref, op, [la, lb]));
     for (const l of names) expect(run(be, "neg", [l])).toEqual(run(ref, "neg", [l]));
+  });
+
+  it("contiguous over large float32 views (head transposes, offsets, broadcast rows, odd rows) and cat's windows equal the TS kernel", () => {
+    for (const storage of ["wasm", "js"] as const) {
+      const be = createWasmBackend({ name: `wasm-copy-${storage}`, threads: 1, storage });
+      const ref = createCpuBackend("copy-reference");
+      const vals = Float32Array.from({ length: 8 * 4 * 33 * 68 + 7 }, (_, i) => Math.sin(i * 0.37) * 100);
+      const [B, H, T, D] = [8, 4, 33, 68]; // 68 % 4 = 0, 33 odd
+      const cases: Record<string, { shape: number[]; strides: number[]; offset: number }> = {
+        "[B, T, H, D] read as [B, H, T, D]": {
+          shape: [B, H, T, D],
+          strides: [T * H * D, D, H * D, 1],
+          offset: 3,
+        },
+        "[B, H, T, D] read as [B, T, H, D]": {
+          shape: [B, T, H, D],
+          strides: [H * T * D, D, T * D, 1],
+          offset: 0,
+        },
+        "rows of 67 every 68": { shape: [B * H * T, 67], strides: [68, 1], offset: 1 },
+        "a row broadcast over rows": { shape: [300, 68], strides: [0, 1], offset: 5 },
+        "five dims (TS kernel)": {
+          shape: [2, 2, 2, 33, 68],
+          strides: [H * T * D * 4, H * T * D * 2, H * T * D, D, 1],
+          offset: 0,
+        },
+        "transposed last dim (TS kernel)": { shape: [68, 264], strides: [1, 68], offset: 0 },
+      };
+      const run = (b: typeof ref, c: { shape: number[]; strides: number[]; offset: number }): number[] => {
+        const n = c.shape.reduce((x, y) => x * y, 1);
+        const out: View = {
+          storage: b.fromArray(new Float32Array(n).fill(Number.NaN), "float32"),
+          dtype: "float32",
+          layout: { shape: c.shape, strides: contiguousStrides(c.shape), offset: 0 },
+        };
+        const x: View = { storage: b.fromArray(vals, "float32"), dtype: "float32", layout: c };
+        b.kernels.contiguous!([x], {}, out);
+        return Array.from(b.readSync!(out));
+      };
+      for (const [name, c] of Object.entries(cases))
+        expect(run(be, c), `${storage}: ${name}`).toEqual(run(ref, c));
+      // cat writes each part into a strided window of its output through the same kernel
+      const parts = [randn([64, 70], { device: "cpu" }), randn([64, 30], { device: "cpu" })];
+      const joined = cat(parts, 1).dataSync();
+      for (let r = 0; r < 64; r++)
+        expect(Array.from(joined.subarray(100 * r, 100 * r + 100))).toEqual([
+          ...parts[0]!.dataSync().subarray(70 * r, 70 * r + 70),
+          ...parts[1]!.dataSync().subarray(30 * r, 30 * r + 30),
+        ]);
+    }
   });
 
   it("exp, sigmoid: every case through WebAssembly (both storages), identical to the TS kernels", async () => {

@@ -3,8 +3,10 @@
 // included, claims from a counter: whole batch entries when there are enough, else B of each entry packed
 // once (shared) by a few leading pack calls and row (or column) blocks that multiply by it.
 
-import type { View } from "../backend/backend.js";
-import { stridedOffsets } from "../backend-cpu/storage.js";
+import type { Storage, View } from "../backend/backend.js";
+import { cpuKernels } from "../backend-cpu/index.js";
+import { CpuStorage, dataOf, stridedOffsets } from "../backend-cpu/storage.js";
+import { typedArrayFor } from "../dtype.js";
 import { KC, MR, NR } from "./gemm.js";
 import type { Heap } from "./heap.js";
 import type { Call, KernelFn, KernelPool } from "./kernel-pool.js";
@@ -191,4 +193,99 @@ export function createGemm(ctx: GemmContext): Gemm {
   };
 
   return { run };
+}
+
+/** [lowest, highest + 1) storage element a view touches (the view has no zero-size dim). */
+function span(v: View): [number, number] {
+  let hi = v.layout.offset;
+  let lo = v.layout.offset;
+  v.layout.shape.forEach((n, i) => {
+    const d = (n - 1) * v.layout.strides[i]!;
+    if (d > 0) hi += d;
+    else lo += d;
+  });
+  return [lo, hi + 1];
+}
+
+/**
+ * The matmul kernel of the wasm backend: out = a b, or out += a b with `accumulate` (out contiguous), with
+ * float32 products from `minWork` multiply-adds in WebAssembly (operands outside its memory staged in, the
+ * product staged out) and the rest on the TypeScript kernel.
+ */
+export function wasmProduct(deps: {
+  gemm: Gemm;
+  heap: Heap;
+  inHeap: (s: Storage) => s is Storage & { addr: number };
+  minWork: number;
+  counters: { matmulTs: number };
+}): (a: View, b: View, out: View, accumulate: boolean) => void {
+  const { gemm, heap, inHeap, minWork, counters } = deps;
+  return (a, b, out, accumulate) => {
+    const ts = () => {
+      counters.matmulTs++;
+      if (!accumulate) {
+        cpuKernels.matmul([a, b], {}, out);
+        return;
+      }
+      const n = out.layout.shape.reduce((x, y) => x * y, 1);
+      const tmp: View = {
+        ...out,
+        storage: new CpuStorage(out.dtype, typedArrayFor(out.dtype, n)),
+        layout: { ...out.layout, offset: 0 },
+      };
+      cpuKernels.matmul([a, b], {}, tmp);
+      cpuKernels.add([out, tmp], {}, out);
+    };
+    if (a.dtype !== "float32") {
+      ts();
+      return;
+    }
+    const r = a.layout.shape.length;
+    const M = a.layout.shape[r - 2]!;
+    const K = a.layout.shape[r - 1]!;
+    const N = b.layout.shape[r - 1]!;
+    let T = 1;
+    for (let i = 0; i < r - 2; i++) T *= a.layout.shape[i]!;
+    const flops = T * M * N * K;
+    if (flops < minWork) {
+      ts();
+      return;
+    }
+    if (flops === 0) {
+      // K = 0: a sum of nothing (outputs need not come zero-filled)
+      if (!accumulate)
+        (dataOf(out) as Float32Array).fill(0, out.layout.offset, out.layout.offset + T * M * N);
+      return;
+    }
+    // Operands outside this memory: copy the span each view covers in (keeping its strides), and the
+    // product out; operands inside are read in place.
+    const staged: [number, number][] = [];
+    const place = (v: View): number => {
+      if (inHeap(v.storage)) return v.storage.addr;
+      const [lo, hi] = span(v);
+      const at = heap.alloc(4 * (hi - lo), false);
+      staged.push([at, 4 * (hi - lo)]);
+      new Float32Array(heap.buffer, at, hi - lo).set(dataOf(v).subarray(lo, hi));
+      return at - 4 * lo;
+    };
+    try {
+      const aAddr = place(a);
+      const bAddr = place(b);
+      if (inHeap(out.storage)) {
+        gemm.run(a, b, aAddr, bAddr, out.storage.addr + out.layout.offset * 4, M, N, K, T, accumulate);
+        return;
+      }
+      // sgemm writes every element of C without reading it: no zero fill (slow on shared memory); to add
+      // into C it reads the staged copy
+      const cBytes = 4 * T * M * N;
+      const cStage = heap.alloc(cBytes, false);
+      staged.push([cStage, cBytes]);
+      const cHeap = new Float32Array(heap.buffer, cStage, T * M * N);
+      if (accumulate) cHeap.set(dataOf(out).subarray(out.layout.offset, out.layout.offset + T * M * N));
+      gemm.run(a, b, aAddr, bAddr, cStage, M, N, K, T, accumulate);
+      dataOf(out).set(cHeap, out.layout.offset);
+    } finally {
+      for (const [at, bytes] of staged) heap.release(at, bytes);
+    }
+  };
 }

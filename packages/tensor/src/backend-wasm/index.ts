@@ -3,9 +3,9 @@
 // budget and the second past it ("auto", the default cpu device's), so every plain TypeScript kernel runs
 // on it unchanged; the ops where WebAssembly SIMD wins are overridden: float32 matmul (gemm.ts, run by
 // gemm-run.ts, split over worker threads above a size threshold), and above size thresholds float32
-// add/sub/mul/div/neg (elementwise.ts), exp/sigmoid (transcendental.ts) and last-dim sum/max (reduce.ts),
-// which give exactly what the TypeScript kernels give, and the fused kernels (fused.ts). Operands outside
-// the memory are copied in and results out. The modules are emitted from TypeScript at startup (emit.ts).
+// add/sub/mul/div/neg (elementwise.ts), contiguous (copy.ts), exp/sigmoid (transcendental.ts) and
+// last-dim sum/max (reduce.ts), which give exactly what the TypeScript kernels give, and the fused kernels
+// (fused.ts). Operands outside the memory are copied in and results out. The modules are emitted from TypeScript at startup (emit.ts).
 
 import type { Backend, Storage, View } from "../backend/backend.js";
 import { registerBackend } from "../backend/registry.js";
@@ -17,14 +17,15 @@ import {
   fillPoison,
   poisonUninitialized,
 } from "../backend-cpu/pool.js";
-import { CpuStorage, dataOf, rowMajor } from "../backend-cpu/storage.js";
+import { CpuStorage, rowMajor } from "../backend-cpu/storage.js";
 import { bytesPerElement, type DType, type TypedArray, typedArrayFor } from "../dtype.js";
 import type { Kernel, KernelTable } from "../ops/signatures.js";
+import { copyKernel, copyModuleBytes } from "./copy.js";
 import { elementwiseKernels, elementwiseModuleBytes } from "./elementwise.js";
 import { fusedModule, wasmFusedKernels } from "./fused.js";
 import { SPLIT_FUNCS } from "./fused-threads.js";
 import { gemmModuleBytes, MEMORY_LIMITS, WORKSPACE_BYTES } from "./gemm.js";
-import { createGemm, GEMM_FUNCS, type GemmContext } from "./gemm-run.js";
+import { createGemm, GEMM_FUNCS, type GemmContext, wasmProduct } from "./gemm-run.js";
 import { Heap, type WasmApi, type WasmMemory, wasmApi } from "./heap.js";
 import { PoolHolder } from "./kernel-pool.js";
 import { reduceKernels, reduceModuleBytes } from "./reduce.js";
@@ -101,6 +102,7 @@ interface Compiled {
   elementwise: object;
   transcendental: object;
   reduce: object;
+  copy: object;
 }
 let compiled: Compiled | null = null;
 
@@ -127,6 +129,7 @@ function compile(): Compiled {
       elementwise: new api.Module(elementwiseModuleBytes(MEMORY_LIMITS)),
       transcendental: new api.Module(transcendentalModuleBytes(MEMORY_LIMITS)),
       reduce: new api.Module(reduceModuleBytes(MEMORY_LIMITS)),
+      copy: new api.Module(copyModuleBytes(MEMORY_LIMITS)),
     };
   }
   return compiled;
@@ -156,18 +159,6 @@ function threadCount(requested: number | undefined, cores: number): number {
   return n;
 }
 
-/** [lowest, highest + 1) storage element a view touches (the view has no zero-size dim). */
-function span(v: View): [number, number] {
-  let hi = v.layout.offset;
-  let lo = v.layout.offset;
-  v.layout.shape.forEach((n, i) => {
-    const d = (n - 1) * v.layout.strides[i]!;
-    if (d > 0) hi += d;
-    else lo += d;
-  });
-  return [lo, hi + 1];
-}
-
 export interface WasmBackend extends Backend {
   /** Threads big kernels are split over (1: the calling thread only). */
   readonly threads: number;
@@ -184,10 +175,11 @@ export interface WasmBackend extends Backend {
 
 export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend {
   const name = options.name ?? "wasm";
-  const { api, module, elementwise, transcendental, reduce } = compile();
+  const { api, module, elementwise, transcendental, reduce, copy } = compile();
   const memory: WasmMemory = new api.Memory({ ...MEMORY_LIMITS, shared: true });
   const exports = new api.Instance(module, { env: { memory } }).exports;
   const ewExports = new api.Instance(elementwise, { env: { memory } }).exports;
+  const copyExports = new api.Instance(copy, { env: { memory } }).exports;
   const trExports = new api.Instance(transcendental, { env: { memory } }).exports;
   const rdExports = new api.Instance(reduce, { env: { memory } }).exports;
   const heap = new Heap(memory, 1024);
@@ -254,75 +246,7 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
     return s;
   };
 
-  /** out = a b, or out += a b with `accumulate` (out contiguous). */
-  const product = (a: View, b: View, out: View, accumulate: boolean): void => {
-    const ts = () => {
-      counters.matmulTs++;
-      if (!accumulate) {
-        cpuKernels.matmul([a, b], {}, out);
-        return;
-      }
-      const n = out.layout.shape.reduce((x, y) => x * y, 1);
-      const tmp: View = {
-        ...out,
-        storage: new CpuStorage(out.dtype, typedArrayFor(out.dtype, n)),
-        layout: { ...out.layout, offset: 0 },
-      };
-      cpuKernels.matmul([a, b], {}, tmp);
-      cpuKernels.add([out, tmp], {}, out);
-    };
-    if (a.dtype !== "float32") {
-      ts();
-      return;
-    }
-    const r = a.layout.shape.length;
-    const M = a.layout.shape[r - 2]!;
-    const K = a.layout.shape[r - 1]!;
-    const N = b.layout.shape[r - 1]!;
-    let T = 1;
-    for (let i = 0; i < r - 2; i++) T *= a.layout.shape[i]!;
-    const flops = T * M * N * K;
-    if (flops < minWork) {
-      ts();
-      return;
-    }
-    if (flops === 0) {
-      // K = 0: a sum of nothing (outputs need not come zero-filled)
-      if (!accumulate)
-        (dataOf(out) as Float32Array).fill(0, out.layout.offset, out.layout.offset + T * M * N);
-      return;
-    }
-    // Operands outside this memory: copy the span each view covers in (keeping its strides), and the
-    // product out; operands inside are read in place.
-    const staged: [number, number][] = [];
-    const place = (v: View): number => {
-      if (inHeap(v.storage)) return v.storage.addr;
-      const [lo, hi] = span(v);
-      const at = heap.alloc(4 * (hi - lo), false);
-      staged.push([at, 4 * (hi - lo)]);
-      new Float32Array(heap.buffer, at, hi - lo).set(dataOf(v).subarray(lo, hi));
-      return at - 4 * lo;
-    };
-    try {
-      const aAddr = place(a);
-      const bAddr = place(b);
-      if (inHeap(out.storage)) {
-        gemm.run(a, b, aAddr, bAddr, out.storage.addr + out.layout.offset * 4, M, N, K, T, accumulate);
-        return;
-      }
-      // sgemm writes every element of C without reading it: no zero fill (slow on shared memory); to add
-      // into C it reads the staged copy
-      const cBytes = 4 * T * M * N;
-      const cStage = heap.alloc(cBytes, false);
-      staged.push([cStage, cBytes]);
-      const cHeap = new Float32Array(heap.buffer, cStage, T * M * N);
-      if (accumulate) cHeap.set(dataOf(out).subarray(out.layout.offset, out.layout.offset + T * M * N));
-      gemm.run(a, b, aAddr, bAddr, cStage, M, N, K, T, accumulate);
-      dataOf(out).set(cHeap, out.layout.offset);
-    } finally {
-      for (const [at, bytes] of staged) heap.release(at, bytes);
-    }
-  };
+  const product = wasmProduct({ gemm, heap, inHeap, minWork, counters });
 
   const matmul: Kernel<"matmul"> = ([a, b], _attrs, out) => product(a, b, out, false);
 
@@ -330,6 +254,7 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
     ...cpuKernels,
     matmul,
     ...elementwiseKernels(ewExports, heap, options.minElementwise),
+    contiguous: copyKernel(copyExports, heap, options.minElementwise),
     ...transcendentalKernels(trExports, heap, options.minTranscendental),
     ...reduceKernels(rdExports, heap, options.minReduce),
   };
