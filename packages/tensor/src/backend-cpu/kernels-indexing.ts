@@ -68,7 +68,11 @@ export const indexSelect: Kernel<"indexSelect"> = ([x, index], { dim }, out) => 
   for (let p = 0; p < pre; p++) {
     for (let j = 0; j < L; j++) {
       const from = (p * size + rows[j]!) * post;
-      for (let q = 0; q < post; q++) dst[o++] = src[from + q]!;
+      // NOTE: whole rows (an embedding lookup) as one set each: the element loop ran at ~3 ns per element
+      if (post >= 16 && src.constructor === dst.constructor) {
+        (dst as Float32Array).set((src as Float32Array).subarray(from, from + post), o);
+        o += post;
+      } else for (let q = 0; q < post; q++) dst[o++] = src[from + q]!;
     }
   }
 };
