@@ -19,6 +19,8 @@ import {
   forRange,
   get,
   i32c,
+  i32load,
+  i32store,
   inc,
   mul,
   set,
@@ -27,9 +29,6 @@ import {
 } from "./emit.js";
 import type { MEMORY_LIMITS } from "./gemm.js";
 import type { Heap } from "./heap.js";
-
-const i32load = (addr: Code): Code => [...addr, 0x28, 2, 0];
-const i32store = (addr: Code, v: Code): Code => [...addr, ...v, 0x36, 2, 0];
 
 /**
  * copy_rows(d0, d1, d2, C, x, s0, s1, s2, o): for each (i0, i1, i2) the C floats at x + i0 s0 + i1 s1 +

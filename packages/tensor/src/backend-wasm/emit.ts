@@ -85,6 +85,8 @@ export const inc = (l: number, n: Code | number): Code =>
 // ---- memory (byte addresses; `off` is the constant offset immediate) ----
 const memarg = (align: number, off: number): Code => [align, ...uleb(off)];
 export const f32load = (addr: Code, off = 0): Code => [...addr, 0x2a, ...memarg(2, off)];
+export const i32load = (addr: Code, off = 0): Code => [...addr, 0x28, ...memarg(2, off)];
+export const i32store = (addr: Code, v: Code, off = 0): Code => [...addr, ...v, 0x36, ...memarg(2, off)];
 export const f32store = (addr: Code, v: Code, off = 0): Code => [...addr, ...v, 0x38, ...memarg(2, off)];
 export const f32add = bin(0x92);
 const simd = (op: number): Code => [0xfd, ...uleb(op)];

@@ -28,6 +28,7 @@ import {
   forRange,
   get,
   i32c,
+  i32load,
   ifThen,
   inc,
   mul,
@@ -205,7 +206,6 @@ function ceBackward(): Func {
     ["i32", "f32"],
   );
 }
-const i32load = (addr: Code): Code => [...addr, 0x28, 2, 0];
 
 /** An elementwise function over n floats: name(n, ...inputs, ...outputs). */
 function elementwise(
