@@ -220,24 +220,25 @@ export function wasmProduct(deps: {
   counters: { matmulTs: number };
 }): (a: View, b: View, out: View, accumulate: boolean) => void {
   const { gemm, heap, inHeap, minWork, counters } = deps;
-  return (a, b, out, accumulate) => {
-    const ts = () => {
-      counters.matmulTs++;
-      if (!accumulate) {
-        cpuKernels.matmul([a, b], {}, out);
-        return;
-      }
-      const n = out.layout.shape.reduce((x, y) => x * y, 1);
-      const tmp: View = {
-        ...out,
-        storage: new CpuStorage(out.dtype, typedArrayFor(out.dtype, n)),
-        layout: { ...out.layout, offset: 0 },
-      };
-      cpuKernels.matmul([a, b], {}, tmp);
-      cpuKernels.add([out, tmp], {}, out);
+  // NOTE: a function of its own rather than a closure made per call: tiny products are a few hundred ns
+  const ts = (a: View, b: View, out: View, accumulate: boolean): void => {
+    counters.matmulTs++;
+    if (!accumulate) {
+      cpuKernels.matmul([a, b], {}, out);
+      return;
+    }
+    const n = out.layout.shape.reduce((x, y) => x * y, 1);
+    const tmp: View = {
+      ...out,
+      storage: new CpuStorage(out.dtype, typedArrayFor(out.dtype, n)),
+      layout: { ...out.layout, offset: 0 },
     };
+    cpuKernels.matmul([a, b], {}, tmp);
+    cpuKernels.add([out, tmp], {}, out);
+  };
+  return (a, b, out, accumulate) => {
     if (a.dtype !== "float32") {
-      ts();
+      ts(a, b, out, accumulate);
       return;
     }
     const r = a.layout.shape.length;
@@ -248,7 +249,7 @@ export function wasmProduct(deps: {
     for (let i = 0; i < r - 2; i++) T *= a.layout.shape[i]!;
     const flops = T * M * N * K;
     if (flops < minWork) {
-      ts();
+      ts(a, b, out, accumulate);
       return;
     }
     if (flops === 0) {
