@@ -64,8 +64,17 @@ export function ropeCosSin(
   const d = 2 * half;
   const cosArr = dtype === "float64" ? new Float64Array(B * T * d) : new Float32Array(B * T * d);
   const sinArr = dtype === "float64" ? new Float64Array(B * T * d) : new Float32Array(B * T * d);
+  // rows of a batch usually repeat the same positions: each distinct one is computed once, then copied
+  const first = new Map<number, number>();
   for (let bt = 0; bt < B * T; bt++) {
     const p = positions[bt]!;
+    const seen = first.get(p);
+    if (seen !== undefined) {
+      cosArr.copyWithin(bt * d, seen * d, seen * d + d);
+      sinArr.copyWithin(bt * d, seen * d, seen * d + d);
+      continue;
+    }
+    first.set(p, bt);
     for (let i = 0; i < half; i++) {
       const angle = p * invFreq[i]!;
       const c = Math.cos(angle);
