@@ -122,6 +122,55 @@ describe.each([
   });
 });
 
+describe("causal attention products (causalScores, causalValues) vs plain matmuls", () => {
+  // no padding: the mask is exactly causal, so the float32 model on the default device takes them
+  const input = {
+    input_ids: Array.from({ length: 2 }, (_, b) =>
+      Array.from({ length: 40 }, (_, t) => (7 * b + 3 * t) % 64),
+    ),
+    labels: Array.from({ length: 2 }, (_, b) =>
+      Array.from({ length: 40 }, (_, t) => (7 * b + 3 * t + 1) % 64),
+    ),
+  };
+  const step = (model: CausalLM) => {
+    model.zeroGrad();
+    const { logits, loss } = model.forward(input);
+    const ops = graphOps(logits);
+    loss!.backward();
+    const grads = [...model.namedParameters()].map(
+      ([k, p]) => [k, Float64Array.from(p.grad!.dataSync())] as const,
+    );
+    return { logits: Float64Array.from(logits.dataSync()), ops, grads };
+  };
+  for (const kind of ["llama", "qwen2"] as const)
+    it(`${kind} float32: same logits and parameter gradients with and without them`, () => {
+      const model = build(kind, "float32");
+      const backend = model.parameters()[0]!.backend as { matmulCausal?: unknown };
+      expect(backend.matmulCausal).toBeDefined();
+      const causal = step(model);
+      const saved = backend.matmulCausal;
+      backend.matmulCausal = undefined; // attention then takes the plain products
+      let plain: ReturnType<typeof step>;
+      try {
+        plain = step(model);
+      } finally {
+        backend.matmulCausal = saved;
+      }
+      for (const op of ["causalScores", "causalValues"]) {
+        expect(causal.ops.has(op), op).toBe(true);
+        expect(plain.ops.has(op), op).toBe(false);
+      }
+      expectAllClose(causal.logits, plain.logits, TOLERANCES.f32);
+      causal.grads.forEach(([k, g], i) => {
+        try {
+          expectAllClose(g, plain.grads[i]![1], TOLERANCES.f32);
+        } catch (e) {
+          throw new Error(`${k}: ${(e as Error).message}`);
+        }
+      });
+    });
+});
+
 describe("grouped-query attention without repeat_kv", () => {
   const [B, T, nH, nKV, D] = [2, 5, 6, 2, 4];
   const H = 16;

@@ -21,7 +21,7 @@ export { type CustomOpSpec, defineOp } from "./autograd/custom-op.js";
 export { backward, type GradNode } from "./autograd/engine.js";
 export { isGradEnabled, noGrad, withGradMode } from "./autograd/grad-mode.js";
 export { NON_DIFFERENTIABLE, viewVjpRules, vjpRules } from "./autograd/vjp-rules.js";
-export type { Backend, Layout, Storage, View } from "./backend/backend.js";
+export type { Backend, CausalSpec, Layout, Storage, View } from "./backend/backend.js";
 export { getBackend, getCpuBackend, listBackends, registerBackend, setBackend } from "./backend/registry.js";
 export { cpuFusedKernels, cpuKernels, createCpuBackend } from "./backend-cpu/index.js";
 export {

@@ -5,6 +5,7 @@
 
 import { cat, type DType, dropout, keep, maskedSoftmax, type Tensor, tensor } from "@tsgrad/tensor";
 import { Module } from "../module.js";
+import { causalScores, causalValues } from "./causal-attention.js";
 import { type LayerOptions, Linear, type LinearModule } from "./linear.js";
 import { applyRotary } from "./rope.js";
 
@@ -71,6 +72,8 @@ export interface AttentionContext {
   sin: Tensor; // [B, 1, T, d]
   mask: Tensor | null; // [B, 1, T, S] additive
   cache?: KVCache;
+  /** The mask hides every key after the query's position (a decoder's always does); it may hide more. */
+  causal?: boolean;
 }
 
 export interface AttentionOptions extends LayerOptions {
@@ -142,7 +145,11 @@ export class Attention extends Module {
     // [B, nKV, g*T, d] meets k and v [B, nKV, S, d] in one batched matmul each, and k and v get their
     // gradients without the sum over g that expand's backward would need. (g = 1: no reshape, no copy.)
     const qg = q.reshape([B, nKV, g * T, D]);
-    const raw = qg.matmul(k.mT); // [B, nKV, g*T, S]
+    // Causal and without a cache (S = T): the products skip what the mask cancels (causal-attention.ts),
+    // on backends with that kernel; the plain products are the reference.
+    const causal =
+      ctx.causal === true && S === T && q.dtype === "float32" && q.backend.matmulCausal !== undefined;
+    const raw = causal ? causalScores(qg, k, T) : qg.matmul(k.mT); // [B, nKV, g*T, S]
     const mask = ctx.mask;
     let probs: Tensor;
     if (
@@ -164,7 +171,8 @@ export class Attention extends Module {
       probs = wide.softmax(-1).to(x.dtype);
     }
     probs = dropout(probs, this._o.dropout ?? 0, this.training);
-    const o = probs.matmul(v).reshape([B, nH, T, D]); // [B, nKV, g*T, d] -> [B, nH, T, d]
+    const pv = causal ? causalValues(probs, v, T) : probs.matmul(v); // [B, nKV, g*T, d]
+    const o = pv.reshape([B, nH, T, D]); // -> [B, nH, T, d]
     return this.o_proj.forward(o.transpose(1, 2).reshape([B, T, nH * D])); // [B, T, H]
   }
 }

@@ -127,10 +127,14 @@ export class DecoderModel extends Module {
     const [B, T] = embeds.shape as [number, number];
     const { cos, sin } = ropeCosSin(this._invFreq, args.positions, B, T, embeds.dtype); // [B, 1, T, d]
     const mask = buildAttentionMask(args.attentionMask, B, T, args.past, embeds.dtype); // [B, 1, T, S]
+    // Without padding the mask is exactly causal, and attention may skip what it hides. (With padding, a
+    // query row that sees no key at all gets uniform weights over every key, above its diagonal too.)
+    const am = args.attentionMask;
+    const causal = am === null || am === undefined || !Array.prototype.some.call(am, (v: number) => v === 0);
     const recompute = this._gradientCheckpointing && this.training && isGradEnabled() && !args.cache;
     let h = embeds;
     this.layers.forEach((layer, i) => {
-      const ctx = { cos, sin, mask, cache: args.cache?.[i] };
+      const ctx = { cos, sin, mask, cache: args.cache?.[i], causal };
       h = recompute ? checkpoint((x) => layer.forward(x, ctx), h, layer.parameters()) : layer.forward(h, ctx);
     });
     return this.norm.forward(h);

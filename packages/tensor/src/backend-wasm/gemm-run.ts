@@ -3,11 +3,12 @@
 // included, claims from a counter: whole batch entries when there are enough, else B of each entry packed
 // once (shared) by a few leading pack calls and row (or column) blocks that multiply by it.
 
-import type { Storage, View } from "../backend/backend.js";
+import type { CausalSpec, Storage, View } from "../backend/backend.js";
 import { cpuKernels } from "../backend-cpu/index.js";
 import { CpuStorage, dataOf, stridedOffsets } from "../backend-cpu/storage.js";
 import { typedArrayFor } from "../dtype.js";
 import { KC, MR, NR } from "./gemm.js";
+import { causalParts } from "./gemm-causal.js";
 import type { Heap } from "./heap.js";
 import type { Call, KernelFn, KernelPool } from "./kernel-pool.js";
 
@@ -48,6 +49,19 @@ export interface Gemm {
     K: number,
     T: number,
     accumulate?: boolean,
+  ): void;
+  /** C = A B over only the parts `spec` keeps (gemm-causal.ts); C must come zero-filled. */
+  runCausal(
+    a: View,
+    b: View,
+    aAddr: number,
+    bAddr: number,
+    cBase: number,
+    M: number,
+    N: number,
+    K: number,
+    T: number,
+    spec: CausalSpec,
   ): void;
 }
 
@@ -192,7 +206,62 @@ export function createGemm(ctx: GemmContext): Gemm {
     }
   };
 
-  return { run };
+  const runCausal = (
+    a: View,
+    b: View,
+    aAddr: number,
+    bAddr: number,
+    cBase: number,
+    M: number,
+    N: number,
+    K: number,
+    T: number,
+    spec: CausalSpec,
+  ): void => {
+    const r = a.layout.shape.length;
+    const aBatch = stridedOffsets(
+      a.layout.shape.slice(0, -2),
+      a.layout.strides.slice(0, -2),
+      a.layout.offset,
+    );
+    const bBatch = stridedOffsets(
+      b.layout.shape.slice(0, -2),
+      b.layout.strides.slice(0, -2),
+      b.layout.offset,
+    );
+    const [ars, acs] = [a.layout.strides[r - 2]! * 4, a.layout.strides[r - 1]! * 4];
+    const [brs, bcs] = [b.layout.strides[r - 2]! * 4, b.layout.strides[r - 1]! * 4];
+    const ldc = N * 4;
+    const parts = causalParts(spec, M, N, K);
+    const calls: Call[] = [];
+    for (let t = 0; t < T; t++)
+      for (const { r0, rows, cols, k0, kLen } of parts)
+        calls.push([
+          SGEMM,
+          rows,
+          cols,
+          kLen,
+          aAddr + aBatch[t]! * 4 + r0 * ars + k0 * acs,
+          ars,
+          acs,
+          bAddr + bBatch[t]! * 4 + k0 * brs,
+          brs,
+          bcs,
+          cBase + t * M * N * 4 + r0 * ldc,
+          ldc,
+          0,
+        ]);
+    const pool = T * M * N * K >= ctx.minThreaded ? ctx.pool() : null;
+    if (pool?.ready) {
+      ctx.counters.matmulThreaded++;
+      pool.run(calls, fns, heap, { work, withWork: () => true });
+      return;
+    }
+    ctx.counters.matmulWasm++;
+    for (const c of calls) sgemm(...(c.slice(1) as number[]), work);
+  };
+
+  return { run, runCausal };
 }
 
 /** [lowest, highest + 1) storage element a view touches (the view has no zero-size dim). */

@@ -7,7 +7,7 @@
 // last-dim sum/max (reduce.ts), which give exactly what the TypeScript kernels give, and the fused kernels
 // (fused.ts). Operands outside the memory are copied in and results out. The modules are emitted from TypeScript at startup (emit.ts).
 
-import type { Backend, Storage, View } from "../backend/backend.js";
+import type { Backend, CausalSpec, Storage, View } from "../backend/backend.js";
 import { registerBackend } from "../backend/registry.js";
 import { cpuKernels } from "../backend-cpu/index.js";
 import {
@@ -273,6 +273,25 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
     kernels,
     fused,
     matmulAccumulate: (a: View, b: View, c: View) => product(a, b, c, true),
+    matmulCausal: (a: View, b: View, out: View, spec: CausalSpec) => {
+      // in place in this memory only; anything else takes the whole product (which the spec allows)
+      const r = a.layout.shape.length;
+      if (
+        a.dtype !== "float32" ||
+        !inHeap(a.storage) ||
+        !inHeap(b.storage) ||
+        !inHeap(out.storage) ||
+        r < 2
+      ) {
+        product(a, b, out, false);
+        return;
+      }
+      const [M, K, N] = [a.layout.shape[r - 2]!, a.layout.shape[r - 1]!, b.layout.shape[r - 1]!];
+      const T = a.layout.shape.slice(0, -2).reduce((x, y) => x * y, 1);
+      if (T * M * N * K === 0) return;
+      const base = out.storage.addr + 4 * out.layout.offset;
+      gemm.runCausal(a, b, a.storage.addr, b.storage.addr, base, M, N, K, T, spec);
+    },
     counters,
     get threads() {
       return threads;

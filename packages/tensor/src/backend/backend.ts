@@ -59,4 +59,22 @@ export interface Backend {
    * same batch dims). Optional: matmulAccumulate adds a separate product where it is missing.
    */
   matmulAccumulate?(a: View, b: View, c: View): void;
+  /**
+   * out = a b computing only what a causal attention mask lets through (see CausalSpec); out comes zero
+   * filled and stays zero where skipped. Optional: causalMatmul computes the whole product where it is
+   * missing.
+   */
+  matmulCausal?(a: View, b: View, out: View, spec: CausalSpec): void;
+}
+
+/**
+ * The shape of causal attention in a product's rows, for matmulCausal. "cols": the rows are (group, t), t =
+ * row mod `period`, and row t keeps columns s <= t + offset (the scores Q K^T, and dP = dO V^T); the rest
+ * is left 0. "k": the same rows, and A is zero at k > t + offset (P V, and dQ = dS K). "kT": the rows are s,
+ * k runs over (group, t) rows, and A is zero where t < s - offset (dK = dS^T Q, dV = P^T dO).
+ */
+export interface CausalSpec {
+  period: number;
+  offset: number;
+  kind: "cols" | "k" | "kT";
 }

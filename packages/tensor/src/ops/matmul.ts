@@ -2,11 +2,11 @@
 // broadcast (as expand views, so their gradients are summed back by the engine).
 
 import { isGradEnabled, noGrad } from "../autograd/grad-mode.js";
-import type { View } from "../backend/backend.js";
+import type { CausalSpec, View } from "../backend/backend.js";
 import { promoteTypes } from "../dtype.js";
 import { broadcastShapes, fmt } from "../shape.js";
 import type { Tensor } from "../tensor.js";
-import { apply } from "./apply.js";
+import { allocTensor, apply } from "./apply.js";
 import { cast } from "./elementwise.js";
 import { expand, reshape, squeeze, unsqueeze } from "./movement.js";
 
@@ -80,4 +80,34 @@ export function matmulAccumulate(c: Tensor, a: Tensor, b: Tensor): void {
   const p = noGrad(() => a.matmul(b));
   add([c._view, p._view] as [View, View], {}, c._view);
   p.dispose();
+}
+
+/**
+ * a b for causal attention, computing only what the mask lets through (CausalSpec): the scores Q K^T and
+ * dO V^T ("cols": entries above the diagonal are 0 where skipped, blocks of rows computing a little more), P V and dS K ("k"), dS^T Q and P^T dO ("kT"), where A is zero in
+ * the parts skipped. On a backend without matmulCausal it is the whole product, and the "cols" entries
+ * above the diagonal then hold their true values, so callers must not read those. a [..., M, K] and
+ * b [..., K, N] with the same batch dims and dtype; rows (k for "kT") in whole groups of `period`. Not
+ * recorded by autograd (for a custom op's forward and backward).
+ * @example const scores = causalMatmul(q, k.mT, { period: T, offset: 0, kind: "cols" });
+ */
+export function causalMatmul(a: Tensor, b: Tensor, spec: CausalSpec): Tensor {
+  const bad = (why: string) =>
+    new RangeError(`causalMatmul: ${why} (a ${fmt(a.shape)}, b ${fmt(b.shape)}, ${JSON.stringify(spec)})`);
+  const r = a.ndim;
+  if (r < 2 || b.ndim !== r) throw bad("a and b need the same rank, at least 2");
+  const [M, K, N] = [a.shape[r - 2]!, a.shape[r - 1]!, b.shape[r - 1]!];
+  if (b.shape[r - 2] !== K || a.shape.slice(0, -2).some((n, i) => n !== b.shape[i]))
+    throw bad("expected a [..., M, K] and b [..., K, N] with the same batch dims");
+  if (a.dtype !== b.dtype || a.backend !== b.backend) throw bad("a and b differ in dtype or backend");
+  const grouped = spec.kind === "kT" ? K : M;
+  if (!(spec.period > 0) || grouped % spec.period !== 0 || !(spec.offset >= 0))
+    throw bad(`${spec.kind === "kT" ? "K" : "M"} must be whole groups of period, and offset >= 0`);
+  return noGrad(() => {
+    const backend = a.backend;
+    if (!backend.matmulCausal) return a.matmul(b);
+    const out = allocTensor(backend, [...a.shape.slice(0, -2), M, N], a.dtype, true);
+    backend.matmulCausal(a._view, b._view, out._view, spec);
+    return out;
+  });
 }
