@@ -6,7 +6,7 @@
 import { readFileSync } from "node:fs";
 import { AdamW, LlamaConfig, LlamaForCausalLM } from "@tsgrad/nn";
 import { getPeftModel, LoraConfig } from "@tsgrad/peft";
-import { crossEntropy, getBackend, type Tensor, tensor, tidy } from "@tsgrad/tensor";
+import { causalParts, crossEntropy, getBackend, type Tensor, tensor, tidy } from "@tsgrad/tensor";
 import { argOpt, median } from "./common.js";
 
 export const HIDDEN = 256;
@@ -55,6 +55,8 @@ export async function child(args: string[]): Promise<void> {
     startThreads?: () => Promise<boolean>;
     kernels: Record<string, unknown>;
     fused?: Record<string, unknown>;
+    matmulAccumulate?: unknown;
+    matmulCausal?: unknown;
   };
   if (backend.startThreads) await backend.startThreads();
   // time and FLOPs of the matmul kernels, every run: the step's cost split into matmul and the rest
@@ -70,6 +72,32 @@ export async function child(args: string[]): Promise<void> {
     mmFlops += 2 * K * (a[2] as V).layout.shape.reduce((x, y) => x * y, 1);
     return r;
   };
+  // the other products the wasm backend runs: c += a b (the fused LoRA op) and causal attention's, which
+  // count the multiply-adds they do (causalParts), not the whole product's
+  type Spec = Parameters<typeof causalParts>[0];
+  const dims = (a: V, b: V) => [a.layout.shape.at(-2)!, b.layout.shape.at(-1)!, a.layout.shape.at(-1)!];
+  const batch = (c: V) => c.layout.shape.slice(0, -2).reduce((x, y) => x * y, 1);
+  const wrap = <F extends (...a: never[]) => void>(
+    name: "matmulAccumulate" | "matmulCausal",
+    flops: (...a: Parameters<F>) => number,
+  ) => {
+    const fn = backend[name] as F | undefined;
+    if (!fn) return;
+    backend[name] = ((...a: Parameters<F>) => {
+      const t0 = performance.now();
+      fn(...a);
+      mmMs += performance.now() - t0;
+      mmFlops += flops(...a);
+    }) as never;
+  };
+  wrap<(a: V, b: V, c: V) => void>("matmulAccumulate", (a, b, c) => {
+    const [M, N, K] = dims(a, b);
+    return 2 * batch(c) * M * N * K;
+  });
+  wrap<(a: V, b: V, c: V, s: Spec) => void>("matmulCausal", (a, b, c, s) => {
+    const [M, N, K] = dims(a, b);
+    return 2 * batch(c) * causalParts(s, M, N, K).reduce((t, p) => t + p.rows * p.cols * p.kLen, 0);
+  });
   // --profile: time every kernel call of the timed steps, by kernel name and argument shapes
   const prof = new Map<string, { ms: number; calls: number }>();
   let profiling = false;

@@ -308,7 +308,8 @@ ${modes
   .join("\n")}
 
 matmul ms is the time inside the matmul kernels (median over the timed steps; staging copies included),
-rest ms everything else (the other kernels, autograd, allocation). Target ms/step is PyTorch's ms/step in
+with the fused LoRA op's in-place products and causal attention's, whose GFLOP count only the
+multiply-adds they do (causal attention skips what the mask cancels, so a step needs fewer), rest ms everything else (the other kernels, autograd, allocation). Target ms/step is PyTorch's ms/step in
 this run divided by the target ratio. WebAssembly SIMD is 128-bit, and 128 bits of multiply-add issue at
 most ${CEILING} GFLOP/s per core on this CPU (\`../shared/reference/cpu-anchors.md\`, measured with \`peak.c\`;
 FMA does not raise it). At that ceiling, ${CEILING} GFLOP/s per thread, the step's matmuls alone would take the
