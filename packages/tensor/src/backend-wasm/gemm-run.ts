@@ -233,6 +233,31 @@ export function createGemm(ctx: GemmContext): Gemm {
     const [brs, bcs] = [b.layout.strides[r - 2]! * 4, b.layout.strides[r - 1]! * 4];
     const ldc = N * 4;
     const parts = causalParts(spec, M, N, K);
+    const pool = T * M * N * K >= ctx.minThreaded ? ctx.pool() : null;
+    if (!pool?.ready) {
+      // here: straight calls (a call table's copies cost about as much as a block's product)
+      ctx.counters.matmulWasm++;
+      for (let t = 0; t < T; t++) {
+        const [a0, b0, c0] = [aAddr + aBatch[t]! * 4, bAddr + bBatch[t]! * 4, cBase + t * M * N * 4];
+        for (const { r0, rows, cols, k0, kLen } of parts)
+          sgemm(
+            rows,
+            cols,
+            kLen,
+            a0 + r0 * ars + k0 * acs,
+            ars,
+            acs,
+            b0 + k0 * brs,
+            brs,
+            bcs,
+            c0 + r0 * ldc,
+            ldc,
+            0,
+            work,
+          );
+      }
+      return;
+    }
     const calls: Call[] = [];
     for (let t = 0; t < T; t++)
       for (const { r0, rows, cols, k0, kLen } of parts)
@@ -251,14 +276,8 @@ export function createGemm(ctx: GemmContext): Gemm {
           ldc,
           0,
         ]);
-    const pool = T * M * N * K >= ctx.minThreaded ? ctx.pool() : null;
-    if (pool?.ready) {
-      ctx.counters.matmulThreaded++;
-      pool.run(calls, fns, heap, { work, withWork: () => true });
-      return;
-    }
-    ctx.counters.matmulWasm++;
-    for (const c of calls) sgemm(...(c.slice(1) as number[]), work);
+    ctx.counters.matmulThreaded++;
+    pool.run(calls, fns, heap, { work, withWork: () => true });
   };
 
   return { run, runCausal };
