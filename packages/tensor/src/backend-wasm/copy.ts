@@ -6,7 +6,6 @@
 
 import type { View } from "../backend/backend.js";
 import { cpuKernels } from "../backend-cpu/index.js";
-import { dataOf } from "../backend-cpu/storage.js";
 import type { Kernel } from "../ops/signatures.js";
 import { isContiguous, numel } from "../shape.js";
 import {
@@ -29,6 +28,7 @@ import {
 } from "./emit.js";
 import type { MEMORY_LIMITS } from "./gemm.js";
 import type { Heap } from "./heap.js";
+import { staged } from "./stage.js";
 
 /**
  * copy_rows(d0, d1, d2, C, x, s0, s1, s2, o): for each (i0, i1, i2) the C floats at x + i0 s0 + i1 s1 +
@@ -121,25 +121,10 @@ export function copyKernel(
     const { dims, strides, C } = rows;
     const lo = x.layout.offset;
     const len = C + dims.reduce((s, d, i) => s + (d - 1) * strides[i]!, 0);
-    const staged: [number, number][] = [];
-    try {
-      const xd = dataOf(x) as Float32Array;
-      let src = xd.byteOffset + 4 * lo;
-      if (xd.buffer !== heap.buffer) {
-        src = heap.alloc(4 * len, false);
-        staged.push([src, 4 * len]);
-        new Float32Array(heap.buffer, src, len).set(xd.subarray(lo, lo + len));
-      }
-      const od = dataOf(out) as Float32Array;
-      let dst = od.byteOffset + 4 * out.layout.offset;
-      if (od.buffer !== heap.buffer) {
-        dst = heap.alloc(4 * n, false);
-        staged.push([dst, 4 * n]);
-      }
+    staged(heap, (st) => {
+      const src = st.span(x, lo, len);
+      const dst = st.out(out, n);
       fn(dims[0]!, dims[1]!, dims[2]!, C, src, 4 * strides[0]!, 4 * strides[1]!, 4 * strides[2]!, dst);
-      if (od.buffer !== heap.buffer) od.set(new Float32Array(heap.buffer, dst, n), out.layout.offset);
-    } finally {
-      for (const [a, b] of staged) heap.release(a, b);
-    }
+    });
   };
 }

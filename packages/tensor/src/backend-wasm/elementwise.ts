@@ -9,7 +9,6 @@
 
 import type { View } from "../backend/backend.js";
 import { cpuKernels } from "../backend-cpu/index.js";
-import { dataOf } from "../backend-cpu/storage.js";
 import type { Kernel } from "../ops/signatures.js";
 import { isContiguous, numel } from "../shape.js";
 import {
@@ -45,6 +44,7 @@ import {
 } from "./emit.js";
 import type { MEMORY_LIMITS } from "./gemm.js";
 import type { Heap } from "./heap.js";
+import { staged } from "./stage.js";
 
 export const BINARY_OPS = ["add", "sub", "mul", "div"] as const;
 export type BinaryOp = (typeof BINARY_OPS)[number];
@@ -165,34 +165,6 @@ export function elementwiseKernels(
   heap: Heap,
   minSize = DEFAULT_MIN_ELEMENTWISE,
 ): { add: Kernel<"add">; sub: Kernel<"sub">; mul: Kernel<"mul">; div: Kernel<"div">; neg: Kernel<"neg"> } {
-  /** Byte address of the span [lo, lo + len) of v's storage in the wasm memory, staged when outside it. */
-  const place = (v: View, lo: number, len: number, staged: [number, number][]): number => {
-    const data = dataOf(v);
-    if (data.buffer === heap.buffer) return data.byteOffset + 4 * lo;
-    const addr = heap.alloc(4 * len, false);
-    staged.push([addr, 4 * len]);
-    new Float32Array(heap.buffer, addr, len).set(data.subarray(lo, lo + len));
-    return addr;
-  };
-  /** Runs `body(outAddr, place)` with the output in the wasm memory, copying it out when staged. */
-  const withOut = (out: View, n: number, body: (o: number, staged: [number, number][]) => void): void => {
-    const staged: [number, number][] = [];
-    try {
-      const data = dataOf(out);
-      const direct = data.buffer === heap.buffer;
-      let o: number;
-      if (direct) o = data.byteOffset + 4 * out.layout.offset;
-      else {
-        o = heap.alloc(4 * n, false);
-        staged.push([o, 4 * n]);
-      }
-      body(o, staged);
-      if (!direct) data.set(new Float32Array(heap.buffer, o, n), out.layout.offset);
-    } finally {
-      for (const [a, b] of staged) heap.release(a, b);
-    }
-  };
-
   const binaryKernel = (op: BinaryOp): Kernel<typeof op> => {
     const fn = exports[op] as Fn;
     const fallback = cpuKernels[op];
@@ -229,9 +201,10 @@ export function elementwiseKernels(
       }
       const xa = pa;
       const xb = pb;
-      withOut(out, n, (o, staged) => {
-        const ax = place(a, xa.lo, xa.len, staged);
-        const bx = place(b, xb.lo, xb.len, staged);
+      staged(heap, (st) => {
+        const o = st.out(out, n);
+        const ax = st.span(a, xa.lo, xa.len);
+        const bx = st.span(b, xb.lo, xb.len);
         fn(rows, cols, ax, 4 * xa.rs, 4 * xa.cs, bx, 4 * xb.rs, 4 * xb.cs, o);
       });
     };
@@ -251,7 +224,7 @@ export function elementwiseKernels(
       cpuKernels.neg(inputs, attrs, out);
       return;
     }
-    withOut(out, n, (o, staged) => negFn(n, place(a, a.layout.offset, n, staged), o));
+    staged(heap, (st) => negFn(n, st.in(a, n), st.out(out, n)));
   };
 
   return {

@@ -15,6 +15,7 @@ import { DEFAULT_MIN_FUSED_THREADED, FusedRunner, SPLIT_FUNCS, type SplitFunc } 
 import { MEMORY_LIMITS } from "./gemm.js";
 import { type Heap, type WasmApi, wasmApi } from "./heap.js";
 import { type KernelPool, PoolHolder } from "./kernel-pool.js";
+import { type Stage, staged } from "./stage.js";
 
 export interface FusedContext {
   heap: Heap;
@@ -70,54 +71,6 @@ function rowsOf(v: View): [number, number, number] {
   return [C === 0 ? 0 : n / C, C, n];
 }
 
-/** Byte addresses of operands in the wasm memory: in place, or copies that `done` releases. */
-class Stage {
-  private readonly blocks: [number, number][] = [];
-  private readonly outs: [View, number, number][] = [];
-  private readonly later: (() => void)[] = [];
-  constructor(
-    private readonly heap: Heap,
-    private readonly inHeap: (v: View) => boolean,
-  ) {}
-  /** The address of v's first element (n elements of 4 bytes). */
-  in(v: View, n: number): number {
-    const d = dataOf(v);
-    const start = d.byteOffset + 4 * v.layout.offset;
-    if (this.inHeap(v)) return start;
-    const addr = this.alloc(4 * n);
-    new Uint8Array(this.heap.buffer, addr, 4 * n).set(new Uint8Array(d.buffer, start, 4 * n));
-    return addr;
-  }
-  /** Where to write v (fresh, row-major, n float32); done() copies it out when staged. */
-  out(v: View, n: number): number {
-    const d = dataOf(v);
-    if (this.inHeap(v)) return d.byteOffset + 4 * v.layout.offset;
-    const addr = this.alloc(4 * n);
-    this.outs.push([v, addr, n]);
-    return addr;
-  }
-  alloc(bytes: number, zero = false): number {
-    const addr = this.heap.alloc(bytes, zero);
-    this.blocks.push([addr, bytes]);
-    return addr;
-  }
-  /** Runs fn after the staged outputs are copied out. */
-  after(fn: () => void): void {
-    this.later.push(fn);
-  }
-  /** Copies staged outputs out and runs the `after` steps (when `ok`), then releases every block. */
-  done(ok: boolean): void {
-    try {
-      if (!ok) return;
-      for (const [v, addr, n] of this.outs)
-        (dataOf(v) as Float32Array).set(new Float32Array(this.heap.buffer, addr, n), v.layout.offset);
-      for (const fn of this.later) fn();
-    } finally {
-      for (const [a, b] of this.blocks) this.heap.release(a, b);
-    }
-  }
-}
-
 function checkTarget(t: number, N: number, C: number, ignore: number, n: number): void {
   if (t !== ignore && !(t >= 0 && t < C))
     throw new RangeError(
@@ -170,14 +123,7 @@ export function wasmFusedKernels(ctx: FusedContext): FusedKernelTable {
         return;
       }
       counters.wasm++;
-      const st = new Stage(ctx.heap, ctx.inHeap);
-      let ok = false;
-      try {
-        body(st, inputs, attrs, outs);
-        ok = true;
-      } finally {
-        st.done(ok);
-      }
+      staged(ctx.heap, (st) => body(st, inputs, attrs, outs), ctx.inHeap);
     }) as FusedKernel<K>;
 
   const softmaxLike =

@@ -11,6 +11,7 @@ import { KC, MR, NR } from "./gemm.js";
 import { causalParts } from "./gemm-causal.js";
 import type { Heap } from "./heap.js";
 import type { Call, KernelFn, KernelPool } from "./kernel-pool.js";
+import { staged } from "./stage.js";
 
 /** The gemm module's exports the pool may call, in the order of their function indices. */
 export const GEMM_FUNCS = ["sgemm", "sgemm_packed", "pack_b"] as const;
@@ -37,32 +38,34 @@ export interface GemmContext {
 }
 
 export interface Gemm {
-  /** C (row-major at byte address cBase) = A B for T batch entries, or C += A B with `accumulate`; see run below. */
-  run(
-    a: View,
-    b: View,
-    aAddr: number,
-    bAddr: number,
-    cBase: number,
-    M: number,
-    N: number,
-    K: number,
-    T: number,
-    accumulate?: boolean,
-  ): void;
+  /** C (row-major at byte address cBase) = A B over the batch entries, or C += A B with `accumulate`. */
+  run(a: View, b: View, aAddr: number, bAddr: number, cBase: number, accumulate?: boolean): void;
   /** C = A B over only the parts `spec` keeps (gemm-causal.ts); C must come zero-filled. */
-  runCausal(
-    a: View,
-    b: View,
-    aAddr: number,
-    bAddr: number,
-    cBase: number,
-    M: number,
-    N: number,
-    K: number,
-    T: number,
-    spec: CausalSpec,
-  ): void;
+  runCausal(a: View, b: View, aAddr: number, bAddr: number, cBase: number, spec: CausalSpec): void;
+}
+
+/** M, N, K and the batch count T of the product a [..., M, K] b [..., K, N]. */
+export function productDims(a: View, b: View): { M: number; N: number; K: number; T: number } {
+  const s = a.layout.shape;
+  const r = s.length;
+  let T = 1;
+  for (let i = 0; i < r - 2; i++) T *= s[i]!;
+  return { M: s[r - 2]!, N: b.layout.shape[r - 1]!, K: s[r - 1]!, T };
+}
+
+/** Element offsets of each batch entry of a and b, and their row and column strides in bytes. */
+function operandLayout(a: View, b: View) {
+  const batch = (v: View) =>
+    stridedOffsets(v.layout.shape.slice(0, -2), v.layout.strides.slice(0, -2), v.layout.offset);
+  const st = (v: View, i: number) => v.layout.strides[v.layout.strides.length + i]! * 4;
+  return {
+    aBatch: batch(a),
+    bBatch: batch(b),
+    ars: st(a, -2),
+    acs: st(a, -1),
+    brs: st(b, -2),
+    bcs: st(b, -1),
+  };
 }
 
 export function createGemm(ctx: GemmContext): Gemm {
@@ -71,35 +74,11 @@ export function createGemm(ctx: GemmContext): Gemm {
   const fns = GEMM_FUNCS.map((n) => ctx.exports[n]);
 
   /** C (row-major at byte address cBase) (+)= A B, with A and B addressed as `aAddr + 4 * element offset`. */
-  const run = (
-    a: View,
-    b: View,
-    aAddr: number,
-    bAddr: number,
-    cBase: number,
-    M: number,
-    N: number,
-    K: number,
-    T: number,
-    accumulate = false,
-  ): void => {
+  const run = (a: View, b: View, aAddr: number, bAddr: number, cBase: number, accumulate = false): void => {
+    const { M, N, K, T } = productDims(a, b);
     const acc = accumulate ? 1 : 0;
-    const r = a.layout.shape.length;
     const flops = T * M * N * K;
-    const aBatch = stridedOffsets(
-      a.layout.shape.slice(0, -2),
-      a.layout.strides.slice(0, -2),
-      a.layout.offset,
-    );
-    const bBatch = stridedOffsets(
-      b.layout.shape.slice(0, -2),
-      b.layout.strides.slice(0, -2),
-      b.layout.offset,
-    );
-    const ars = a.layout.strides[r - 2]! * 4;
-    const acs = a.layout.strides[r - 1]! * 4;
-    const brs = b.layout.strides[r - 2]! * 4;
-    const bcs = b.layout.strides[r - 1]! * 4;
+    const { aBatch, bBatch, ars, acs, brs, bcs } = operandLayout(a, b);
     const ldc = N * 4;
     const pool = flops >= ctx.minThreaded ? ctx.pool() : null;
     const p = pool?.ready ? pool : null; // until the workers are up, run here
@@ -212,25 +191,10 @@ export function createGemm(ctx: GemmContext): Gemm {
     aAddr: number,
     bAddr: number,
     cBase: number,
-    M: number,
-    N: number,
-    K: number,
-    T: number,
     spec: CausalSpec,
   ): void => {
-    const r = a.layout.shape.length;
-    const aBatch = stridedOffsets(
-      a.layout.shape.slice(0, -2),
-      a.layout.strides.slice(0, -2),
-      a.layout.offset,
-    );
-    const bBatch = stridedOffsets(
-      b.layout.shape.slice(0, -2),
-      b.layout.strides.slice(0, -2),
-      b.layout.offset,
-    );
-    const [ars, acs] = [a.layout.strides[r - 2]! * 4, a.layout.strides[r - 1]! * 4];
-    const [brs, bcs] = [b.layout.strides[r - 2]! * 4, b.layout.strides[r - 1]! * 4];
+    const { M, N, K, T } = productDims(a, b);
+    const { aBatch, bBatch, ars, acs, brs, bcs } = operandLayout(a, b);
     const ldc = N * 4;
     const parts = causalParts(spec, M, N, K);
     const pool = T * M * N * K >= ctx.minThreaded ? ctx.pool() : null;
@@ -329,12 +293,7 @@ export function wasmProduct(deps: {
       ts(a, b, out, accumulate);
       return;
     }
-    const r = a.layout.shape.length;
-    const M = a.layout.shape[r - 2]!;
-    const K = a.layout.shape[r - 1]!;
-    const N = b.layout.shape[r - 1]!;
-    let T = 1;
-    for (let i = 0; i < r - 2; i++) T *= a.layout.shape[i]!;
+    const { M, N, K, T } = productDims(a, b);
     const flops = T * M * N * K;
     if (flops < minWork) {
       ts(a, b, out, accumulate);
@@ -347,34 +306,19 @@ export function wasmProduct(deps: {
       return;
     }
     // Operands outside this memory: copy the span each view covers in (keeping its strides), and the
-    // product out; operands inside are read in place.
-    const staged: [number, number][] = [];
-    const place = (v: View): number => {
-      if (inHeap(v.storage)) return v.storage.addr;
-      const [lo, hi] = span(v);
-      const at = heap.alloc(4 * (hi - lo), false);
-      staged.push([at, 4 * (hi - lo)]);
-      new Float32Array(heap.buffer, at, hi - lo).set(dataOf(v).subarray(lo, hi));
-      return at - 4 * lo;
-    };
-    try {
-      const aAddr = place(a);
-      const bAddr = place(b);
-      if (inHeap(out.storage)) {
-        gemm.run(a, b, aAddr, bAddr, out.storage.addr + out.layout.offset * 4, M, N, K, T, accumulate);
-        return;
-      }
-      // sgemm writes every element of C without reading it: no zero fill (slow on shared memory); to add
-      // into C it reads the staged copy
-      const cBytes = 4 * T * M * N;
-      const cStage = heap.alloc(cBytes, false);
-      staged.push([cStage, cBytes]);
-      const cHeap = new Float32Array(heap.buffer, cStage, T * M * N);
-      if (accumulate) cHeap.set(dataOf(out).subarray(out.layout.offset, out.layout.offset + T * M * N));
-      gemm.run(a, b, aAddr, bAddr, cStage, M, N, K, T, accumulate);
-      dataOf(out).set(cHeap, out.layout.offset);
-    } finally {
-      for (const [at, bytes] of staged) heap.release(at, bytes);
-    }
+    // product out (sgemm writes every element of C without reading it, so no zero fill; to add into C it
+    // reads the staged copy); operands inside are read in place.
+    staged(
+      heap,
+      (st) => {
+        const place = (v: View): number => {
+          const [lo, hi] = span(v);
+          return st.span(v, lo, hi - lo) - 4 * lo;
+        };
+        const [aAddr, bAddr] = [place(a), place(b)];
+        gemm.run(a, b, aAddr, bAddr, st.out(out, T * M * N, accumulate), accumulate);
+      },
+      (v) => inHeap(v.storage),
+    );
   };
 }

@@ -25,7 +25,7 @@ import { elementwiseKernels, elementwiseModuleBytes } from "./elementwise.js";
 import { fusedModule, wasmFusedKernels } from "./fused.js";
 import { SPLIT_FUNCS } from "./fused-threads.js";
 import { gemmModuleBytes, MEMORY_LIMITS, WORKSPACE_BYTES } from "./gemm.js";
-import { createGemm, GEMM_FUNCS, type GemmContext, wasmProduct } from "./gemm-run.js";
+import { createGemm, GEMM_FUNCS, type GemmContext, productDims, wasmProduct } from "./gemm-run.js";
 import { Heap, type WasmApi, type WasmMemory, wasmApi } from "./heap.js";
 import { PoolHolder } from "./kernel-pool.js";
 import { reduceKernels, reduceModuleBytes } from "./reduce.js";
@@ -286,11 +286,10 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
         product(a, b, out, false);
         return;
       }
-      const [M, K, N] = [a.layout.shape[r - 2]!, a.layout.shape[r - 1]!, b.layout.shape[r - 1]!];
-      const T = a.layout.shape.slice(0, -2).reduce((x, y) => x * y, 1);
+      const { M, N, K, T } = productDims(a, b);
       if (T * M * N * K === 0) return;
       const base = out.storage.addr + 4 * out.layout.offset;
-      gemm.runCausal(a, b, a.storage.addr, b.storage.addr, base, M, N, K, T, spec);
+      gemm.runCausal(a, b, a.storage.addr, b.storage.addr, base, spec);
     },
     counters,
     get threads() {

@@ -4,7 +4,6 @@
 // results are identical, which the conformance suite checks.
 
 import { cpuKernels } from "../backend-cpu/index.js";
-import { dataOf } from "../backend-cpu/storage.js";
 import type { Kernel } from "../ops/signatures.js";
 import { isContiguous, numel } from "../shape.js";
 import {
@@ -29,6 +28,7 @@ import {
 } from "./emit.js";
 import type { MEMORY_LIMITS } from "./gemm.js";
 import type { Heap } from "./heap.js";
+import { staged } from "./stage.js";
 
 /** sum_rows(R, C, x, o): o[r] = float32(sum over c, in order, of double(x[r, c])). */
 function sumRows(): Func {
@@ -131,29 +131,7 @@ export function reduceKernels(
       }
       const C = shape[rank - 1]!;
       const R = n / C;
-      const staged: [number, number][] = [];
-      try {
-        const src = dataOf(a);
-        let x: number;
-        if (src.buffer === heap.buffer) x = src.byteOffset + 4 * offset;
-        else {
-          x = heap.alloc(4 * n, false);
-          staged.push([x, 4 * n]);
-          new Float32Array(heap.buffer, x, n).set(src.subarray(offset, offset + n));
-        }
-        const dst = dataOf(out);
-        const direct = dst.buffer === heap.buffer;
-        let o: number;
-        if (direct) o = dst.byteOffset + 4 * out.layout.offset;
-        else {
-          o = heap.alloc(4 * R, false);
-          staged.push([o, 4 * R]);
-        }
-        fn(R, C, x, o);
-        if (!direct) dst.set(new Float32Array(heap.buffer, o, R), out.layout.offset);
-      } finally {
-        for (const [p, b] of staged) heap.release(p, b);
-      }
+      staged(heap, (st) => fn(R, C, st.span(a, offset, n), st.out(out, R)));
     };
   };
   return { sum: make("sum"), max: make("max") as unknown as Kernel<"max"> };

@@ -5,9 +5,7 @@
 // over a dense sample of every float32, and the conformance suite compares the kernels with the TS ones.
 // Scalar code (no SIMD); the gain is the inlined call and the absence of JS number boxing.
 
-import type { View } from "../backend/backend.js";
 import { cpuKernels } from "../backend-cpu/index.js";
-import { dataOf } from "../backend-cpu/storage.js";
 import type { Kernel } from "../ops/signatures.js";
 import { isContiguous, numel } from "../shape.js";
 import {
@@ -86,6 +84,7 @@ import {
 } from "./emit.js";
 import type { MEMORY_LIMITS } from "./gemm.js";
 import type { Heap } from "./heap.js";
+import { staged } from "./stage.js";
 
 // fdlibm e_exp.c constants (the same doubles, written with the fewest digits)
 const O_THRESHOLD = 709.782712893384;
@@ -451,25 +450,7 @@ export function transcendentalKernels(
         fallback(inputs, attrs, out);
         return;
       }
-      const staged: [number, number][] = [];
-      const addrOf = (v: View, copyIn: boolean): number => {
-        const data = dataOf(v);
-        if (data.buffer === heap.buffer) return data.byteOffset + 4 * v.layout.offset;
-        const addr = heap.alloc(4 * n, false);
-        staged.push([addr, 4 * n]);
-        if (copyIn)
-          new Float32Array(heap.buffer, addr, n).set(data.subarray(v.layout.offset, v.layout.offset + n));
-        return addr;
-      };
-      try {
-        const x = addrOf(a, true);
-        const o = addrOf(out, false);
-        fn(n, x, o);
-        const od = dataOf(out);
-        if (od.buffer !== heap.buffer) od.set(new Float32Array(heap.buffer, o, n), out.layout.offset);
-      } finally {
-        for (const [p, b] of staged) heap.release(p, b);
-      }
+      staged(heap, (st) => fn(n, st.in(a, n), st.out(out, n)));
     };
   };
   return { exp: make("exp"), sigmoid: make("sigmoid") as Kernel<"sigmoid"> };
