@@ -59,6 +59,15 @@ export async function child(args: string[]): Promise<void> {
     matmulCausal?: unknown;
   };
   if (backend.startThreads) await backend.startThreads();
+  // --profile fills prof with every kernel call of the timed steps, by kernel name and argument shapes
+  const prof = new Map<string, { ms: number; calls: number }>();
+  let profiling = false;
+  const record = (key: string, ms: number): void => {
+    const e = prof.get(key) ?? { ms: 0, calls: 0 };
+    e.ms += ms;
+    e.calls++;
+    prof.set(key, e);
+  };
   // time and FLOPs of the matmul kernels, every run: the step's cost split into matmul and the rest
   let mmMs = 0;
   let mmFlops = 0;
@@ -86,8 +95,11 @@ export async function child(args: string[]): Promise<void> {
     backend[name] = ((...a: Parameters<F>) => {
       const t0 = performance.now();
       fn(...a);
-      mmMs += performance.now() - t0;
+      const ms = performance.now() - t0;
+      mmMs += ms;
       mmFlops += flops(...a);
+      if (profiling)
+        record(`${name} ${(a.slice(0, 3) as V[]).map((v) => v.layout.shape.join("x")).join(",")}`, ms);
     }) as never;
   };
   wrap<(a: V, b: V, c: V) => void>("matmulAccumulate", (a, b, c) => {
@@ -99,8 +111,6 @@ export async function child(args: string[]): Promise<void> {
     return 2 * batch(c) * causalParts(s, M, N, K).reduce((t, p) => t + p.rows * p.cols * p.kLen, 0);
   });
   // --profile: time every kernel call of the timed steps, by kernel name and argument shapes
-  const prof = new Map<string, { ms: number; calls: number }>();
-  let profiling = false;
   if (args.includes("--profile")) {
     // shape, then "t" when the last dim is not unit-stride (a transposed or broadcast view)
     const shapeOf = (a: unknown): string => {
@@ -118,10 +128,7 @@ export async function child(args: string[]): Promise<void> {
         const t0 = performance.now();
         const r = fn(...a);
         const key = `${name} ${[...(Array.isArray(a[0]) ? a[0] : []), a[2]].map(shapeOf).filter(Boolean).join(",")}`;
-        const e = prof.get(key) ?? { ms: 0, calls: 0 };
-        e.ms += performance.now() - t0;
-        e.calls++;
-        prof.set(key, e);
+        record(key, performance.now() - t0);
         return r;
       };
     }
@@ -202,7 +209,7 @@ export async function child(args: string[]): Promise<void> {
       mmTimes.push(mmMs);
       gflop = mmFlops / 1e9;
     }
-    profiling = i + 1 >= warmup;
+    profiling = args.includes("--profile") && i + 1 >= warmup;
     log(
       `tsgrad ${mode} ${backend.threads ?? 1}t step ${i}: loss ${losses[i]!.toFixed(5)}, ${dt.toFixed(0)} ms`,
     );

@@ -16,6 +16,16 @@ const JOB = FIRST_FREE + 1;
 const WORK = JOB + 3;
 /** f64 words per call: [function index, argument count, 1 if the thread's workspace is appended, arguments...]. */
 export const CALL_WORDS = 20;
+/** Argument slots per call, the appended workspace included. */
+const ARG_SLOTS = CALL_WORDS - 3;
+/**
+ * `fn(t[e + 3], ..., t[e + 19])`: every call passes all the slots straight from the table (a wasm export
+ * ignores arguments past its own), with no argument array or spread per call: with a few hundred calls per
+ * job (causal attention's blocks) those cost about a microsecond each.
+ */
+const CALL_EXPR = `fn(${Array.from({ length: ARG_SLOTS }, (_, j) => `t[e + ${3 + j}]`).join(", ")})`;
+type TableCall = (fn: KernelFn, t: Float64Array, e: number) => void;
+const callFromTable = new Function("fn", "t", "e", CALL_EXPR) as TableCall;
 
 /** A call: the index of a function in the pool's list, then its arguments. */
 export type Call = number[];
@@ -39,17 +49,17 @@ const work = ctrl[${WORK} + id];`,
     const t = new Float64Array(memory.buffer, table, count * ${CALL_WORDS});
     for (let i = Atomics.add(ctrl, ${NEXT}, 1); i < count; i = Atomics.add(ctrl, ${NEXT}, 1)) {
       const e = ${CALL_WORDS} * i;
-      const args = Array.from(t.subarray(e + 3, e + 3 + t[e + 1]));
-      if (t[e + 2] === 1) args.push(work);
+      if (t[e + 2] === 1) t[e + 3 + t[e + 1]] = work; // this call is this thread's alone
+      const fn = fns[t[e]];
       if (i < lead) {
         try {
-          fns[t[e]](...args);
+          ${CALL_EXPR};
         } finally {
           Atomics.add(ctrl, ${LEAD_DONE}, 1);
         }
       } else {
         while (Atomics.load(ctrl, ${LEAD_DONE}) < lead);
-        fns[t[e]](...args);
+        ${CALL_EXPR};
       }
     }`,
 );
@@ -115,32 +125,33 @@ export class KernelPool {
     const table = heap.alloc(bytes, false);
     try {
       const t = new Float64Array(heap.buffer, table, CALL_WORDS * count);
-      const appended = calls.map(withWork);
       calls.forEach((call, i) => {
-        if (call.length + 2 > CALL_WORDS)
-          throw new Error(`KernelPool: a call has more than ${CALL_WORDS - 3} arguments`);
-        t[CALL_WORDS * i] = call[0]!;
-        t[CALL_WORDS * i + 1] = call.length - 1;
-        t[CALL_WORDS * i + 2] = appended[i] ? 1 : 0;
-        t.set(call.slice(1), CALL_WORDS * i + 3);
+        const e = CALL_WORDS * i;
+        const appended = withWork(call);
+        if (call.length - 1 + (appended ? 1 : 0) > ARG_SLOTS)
+          throw new Error(`KernelPool: a call has more than ${ARG_SLOTS} arguments, the workspace included`);
+        t[e] = call[0]!;
+        t[e + 1] = call.length - 1;
+        t[e + 2] = appended ? 1 : 0;
+        for (let j = 1; j < call.length; j++) t[e + 2 + j] = call[j]!;
       });
       c.set([table, count, lead], JOB);
       Atomics.store(c, LEAD_DONE, 0);
       this.group.dispatch(
         () => {
           for (let i = Atomics.add(c, NEXT, 1); i < count; i = Atomics.add(c, NEXT, 1)) {
-            const call = calls[i]!;
-            const args = call.slice(1);
-            if (appended[i]) args.push(work);
+            const e = CALL_WORDS * i;
+            if (t[e + 2] === 1) t[e + 3 + t[e + 1]!] = work;
+            const fn = fns[t[e]!]!;
             if (i < lead) {
               try {
-                fns[call[0]!]!(...args);
+                callFromTable(fn, t, e);
               } finally {
                 Atomics.add(c, LEAD_DONE, 1);
               }
             } else {
               while (Atomics.load(c, LEAD_DONE) < lead);
-              fns[call[0]!]!(...args);
+              callFromTable(fn, t, e);
             }
           }
         },
