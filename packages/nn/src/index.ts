@@ -47,6 +47,7 @@ export {
   buildAttentionMask,
   dtypeMin,
   type KVCache,
+  packedSequenceIds,
   repeatKv,
 } from "./layers/attention.js";
 export { checkpoint } from "./layers/checkpoint.js";

@@ -19,6 +19,7 @@ import {
   type CausalLM,
   LlamaConfig,
   LlamaForCausalLM,
+  packedSequenceIds,
   Qwen2Config,
   Qwen2ForCausalLM,
   saveSafetensors,
@@ -237,6 +238,49 @@ describe("forward", () => {
     // the padded query rows (uniform attention over masked keys) differ by construction: compare real tokens
     const real = (x: Tensor) => cat([x.slice(0, 0, 1).slice(1, 2), x.slice(0, 1)], 1);
     expectAllClose(real(cat(parts, 1)), real(full), TOLERANCES.f32);
+  });
+});
+
+describe("packed sequences", () => {
+  // two sequences packed into one row, position_ids restarting at the second (TRL's padding-free packing)
+  const first = [5, 17, 99, 3, 42];
+  const second = [8, 9, 10, 11];
+  const row = [[...first, ...second]];
+  const positions = [[0, 1, 2, 3, 4, 0, 1, 2, 3]];
+
+  it.each(["llama-tiny", "qwen2-tiny"])(
+    "%s: without attention_mask each sequence attends only to itself, as if run alone",
+    async (name) => {
+      const model = await AutoModelForCausalLM.fromPretrained(`${FIXTURES}${name}`);
+      const packed = noGrad(() => model.forward({ input_ids: row, position_ids: positions }).logits);
+      const a = noGrad(() => model.forward({ input_ids: [first] }).logits);
+      const b = noGrad(() => model.forward({ input_ids: [second] }).logits);
+      expectAllClose(packed.slice(1, 0, 5), a, TOLERANCES.f32);
+      expectAllClose(packed.slice(1, 5, 9), b, TOLERANCES.f32);
+      // the loss over the packed row (each sequence's first label -100) is the mean over both sequences'
+      const labels = [[...first, -100, ...second.slice(1)]];
+      const loss = noGrad(() => model.forward({ input_ids: row, position_ids: positions, labels }).loss!);
+      const la = noGrad(() => model.forward({ input_ids: [first], labels: [first] }).loss!);
+      const lb = noGrad(() => model.forward({ input_ids: [second], labels: [second] }).loss!);
+      const want = (la.itemSync() * (first.length - 1) + lb.itemSync() * (second.length - 1)) / 7;
+      expect(loss.itemSync()).toBeCloseTo(want, 5);
+    },
+  );
+
+  it("with an attention_mask (as transformers) or one sequence per row, nothing is kept apart", async () => {
+    const model = await AutoModelForCausalLM.fromPretrained(`${FIXTURES}llama-tiny`);
+    const b = noGrad(() => model.forward({ input_ids: [second] }).logits);
+    const masked = noGrad(
+      () =>
+        model.forward({ input_ids: row, position_ids: positions, attention_mask: [row[0]!.map(() => 1)] })
+          .logits,
+    );
+    // the second sequence now sees the first: its logits move
+    expect(() => expectAllClose(masked.slice(1, 5, 9), b, TOLERANCES.f32)).toThrow();
+    expect(packedSequenceIds([0, 1, 2, 0, 1, 5, 6, 7], 2, 4)).toEqual(
+      Int32Array.from([0, 0, 0, 1, 0, 1, 1, 1]),
+    );
+    expect(packedSequenceIds([3, 4, 5, 6], 1, 4)).toBeNull();
   });
 });
 

@@ -67,7 +67,10 @@ describe("SFTConfig", () => {
     expect(() => new SFTConfig({ per_device_train_batch_size: 0 })).toThrow(
       /per_device_train_batch_size.*>= 1/,
     );
-    expect(() => new SFTConfig({ padding_free: true })).toThrow(/padding_free without packing/);
+    expect(() => new SFTConfig({ padding_free: true })).toThrow(
+      /padding_free.*without packing needs max_length null/,
+    );
+    expect(new SFTConfig({ padding_free: true, max_length: null }).padding_free).toBe(true);
     expect(new SFTConfig({ eval_strategy: "steps", logging_steps: 7 }).eval_steps).toBe(7);
   });
 });

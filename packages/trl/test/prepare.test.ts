@@ -255,6 +255,22 @@ describe("collate", () => {
       [M, 7, M, M, M],
     ]);
   });
+
+  it("padding-free puts the batch in one row of sequences, as packing does", () => {
+    const b = collate(
+      [
+        { input_ids: [1, 2, 3], labels: [M, 2, 3] },
+        { input_ids: [4, 5], labels: [4, 5] },
+      ],
+      0,
+      null,
+      true,
+    );
+    expect(b.input_ids).toEqual([[1, 2, 3, 4, 5]]);
+    expect(b.position_ids).toEqual([[0, 1, 2, 0, 1]]);
+    expect(b.labels).toEqual([[M, 2, 3, M, 5]]);
+    expect(countTargets(b)).toBe(3);
+  });
 });
 
 describe("assistant masks with the real Qwen3 template", () => {

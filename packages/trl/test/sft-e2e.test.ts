@@ -8,7 +8,14 @@ import { AutoModelForCausalLM, isQuantizedLinear } from "@tsgrad/nn";
 import { LoraConfig, PeftModel, PromptTuningConfig } from "@tsgrad/peft";
 import { noGrad, tensor } from "@tsgrad/tensor";
 import { describe, expect, it } from "vitest";
-import { dftLoss, getPeftConfig, getQuantizationConfig, ModelConfig, SFTTrainer } from "../src/index.js";
+import {
+  dftLoss,
+  getPeftConfig,
+  getQuantizationConfig,
+  ModelConfig,
+  type SFTConfigFields,
+  SFTTrainer,
+} from "../src/index.js";
 import { makeModel, makeTokenizer, TEXT_ROWS, withTempDir, writeModelDir } from "./helpers.js";
 
 const probe = { input_ids: [[20, 8, 5, 0, 19, 11, 25]], attention_mask: [[1, 1, 1, 1, 1, 1, 1]] };
@@ -136,6 +143,40 @@ describe("SFT options", () => {
     ]);
     const loss = dftLoss(logits, tensor([[-100, 1]], { dtype: "int32" }), 1).itemSync();
     expect(loss).toBeCloseTo(Math.log(2) / 2, 6);
+  });
+
+  it("a packed row's loss is the loss of its sequences run apart (no attention across them)", async () => {
+    await withTempDir(async (dir) => {
+      const data = [{ text: "the cat sat on the mat." }, { text: "a dog ran." }, { text: "hi there!" }];
+      const firstLoss = async (name: string, args: Partial<SFTConfigFields>): Promise<number> => {
+        const trainer = new SFTTrainer({
+          model: makeModel(1),
+          args: {
+            output_dir: join(dir, name),
+            max_steps: 1,
+            logging_steps: 1,
+            learning_rate: 0,
+            per_device_train_batch_size: 3,
+            disable_tqdm: true,
+            save_strategy: "no",
+            ...args,
+          },
+          train_dataset: data,
+          processing_class: makeTokenizer(),
+        });
+        await trainer.train();
+        // packed: all three in one row; padding-free: each batch becomes one row
+        if (args.packing) expect(trainer.trainDataset).toHaveLength(1);
+        const collate = (trainer as unknown as { collate(e: unknown[]): { input_ids: number[][] } }).collate;
+        const rows = collate.call(trainer, [...trainer.trainDataset]).input_ids.length;
+        expect(rows).toBe(args.padding_free || args.packing ? 1 : 3);
+        return trainer.state!.log_history.find((e) => "loss" in e)!.loss as number;
+      };
+      const apart = await firstLoss("apart", { max_length: 64 });
+      expect(await firstLoss("packed", { packing: true, max_length: 64 })).toBeCloseTo(apart, 5);
+      // padding-free without packing: the batch as one row of three sequences
+      expect(await firstLoss("free", { padding_free: true, max_length: null })).toBeCloseTo(apart, 5);
+    });
   });
 
   it("packs with bfd and trains with the dft loss and a chat template file", async () => {

@@ -16,8 +16,9 @@ export function dtypeMin(dtype: DType): number {
 
 /**
  * The additive mask [B, 1, T, S] for T new queries after `past` cached positions: 0 where query i may
- * see key j (j <= past + i, and attention_mask[b][j] is 1), the dtype's min elsewhere. Returns null when
- * nothing is masked (one new token and no padding).
+ * see key j (j <= past + i, and attention_mask[b][j] is 1, and, given `segments` (packedSequenceIds, with
+ * no past), j lies in i's sequence), the dtype's min elsewhere. Returns null when nothing is masked (one new
+ * token and no padding).
  * NOTE: a query whose keys are all masked (a left-padding position) gets equal scores everywhere, so a
  * uniform attention row, exactly as transformers' eager attention does.
  */
@@ -27,6 +28,7 @@ export function buildAttentionMask(
   T: number,
   past: number,
   dtype: DType,
+  segments: ArrayLike<number> | null = null,
 ): Tensor | null {
   const S = past + T;
   if (attentionMask !== null && attentionMask.length !== B * S) {
@@ -34,6 +36,10 @@ export function buildAttentionMask(
       `attention_mask: expected ${B} x ${S} entries (past ${past} + new ${T} positions), got ${attentionMask.length}`,
     );
   }
+  if (segments !== null && (past !== 0 || segments.length !== B * T))
+    throw new RangeError(
+      `packed sequences: expected ${B} x ${T} segment ids and no past, got ${segments.length}`,
+    );
   const hasPadding =
     attentionMask !== null && Array.prototype.some.call(attentionMask, (v: number) => v === 0);
   if (T === 1 && !hasPadding) return null;
@@ -42,10 +48,34 @@ export function buildAttentionMask(
   for (let b = 0; b < B; b++)
     for (let i = 0; i < T; i++)
       for (let j = 0; j < S; j++) {
-        const visible = j <= past + i && (attentionMask === null || attentionMask[b * S + j] !== 0);
+        const visible =
+          j <= past + i &&
+          (attentionMask === null || attentionMask[b * S + j] !== 0) &&
+          (segments === null || segments[b * T + j] === segments[b * T + i]);
         if (!visible) arr[(b * T + i) * S + j] = min;
       }
   return tensor(arr, { shape: [B, 1, T, S], dtype });
+}
+
+/**
+ * Which packed sequence each token belongs to, as transformers' find_packed_sequence_indices: a sequence
+ * starts wherever position_ids does not go up by exactly 1 (a packed row restarts them at 0), so row
+ * [0, 1, 2, 0, 1] holds sequences 0 0 0 1 1. Null when every row is one sequence. transformers then masks
+ * attention between sequences (block-diagonal causal), as padding-free FlashAttention does in TRL; it does
+ * so only when there is no attention_mask and no cache (trl-peft-spec 6.3).
+ * @example packedSequenceIds([0, 1, 2, 0, 1], 1, 5); // Int32Array [0, 0, 0, 1, 1]
+ */
+export function packedSequenceIds(positions: ArrayLike<number>, B: number, T: number): Int32Array | null {
+  const seg = new Int32Array(B * T);
+  let packed = false;
+  for (let b = 0; b < B; b++)
+    for (let t = 1; t < T; t++) {
+      const i = b * T + t;
+      const next = positions[i] !== positions[i - 1]! + 1;
+      seg[i] = seg[i - 1]! + (next ? 1 : 0);
+      packed ||= next;
+    }
+  return packed ? seg : null;
 }
 
 /**

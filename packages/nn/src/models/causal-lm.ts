@@ -4,7 +4,7 @@
 
 import { crossEntropy, type DType, isGradEnabled, noGrad, ones, type Tensor, tensor } from "@tsgrad/tensor";
 import { type GenerateOptions, generate } from "../generation/generate.js";
-import { buildAttentionMask, type KVCache } from "../layers/attention.js";
+import { buildAttentionMask, type KVCache, packedSequenceIds } from "../layers/attention.js";
 import { checkpoint } from "../layers/checkpoint.js";
 import { DecoderLayer } from "../layers/decoder-layer.js";
 import { Embedding } from "../layers/embedding.js";
@@ -122,15 +122,20 @@ export class DecoderModel extends Module {
       attentionMask: ArrayLike<number> | null;
       past: number;
       cache?: KVCache[];
+      /** Packed sequences (packedSequenceIds): attention stays within each one. */
+      segments?: ArrayLike<number> | null;
     },
   ): Tensor {
     const [B, T] = embeds.shape as [number, number];
+    const segments = args.segments ?? null;
     const { cos, sin } = ropeCosSin(this._invFreq, args.positions, B, T, embeds.dtype); // [B, 1, T, d]
-    const mask = buildAttentionMask(args.attentionMask, B, T, args.past, embeds.dtype); // [B, 1, T, S]
-    // Without padding the mask is exactly causal, and attention may skip what it hides. (With padding, a
-    // query row that sees no key at all gets uniform weights over every key, above its diagonal too.)
+    const mask = buildAttentionMask(args.attentionMask, B, T, args.past, embeds.dtype, segments); // [B, 1, T, S]
+    // Without padding or packing the mask is exactly causal, and attention may skip what it hides. (With
+    // padding, a query row that sees no key at all gets uniform weights over every key, above its diagonal too.)
     const am = args.attentionMask;
-    const causal = am === null || am === undefined || !Array.prototype.some.call(am, (v: number) => v === 0);
+    const causal =
+      segments === null &&
+      (am === null || am === undefined || !Array.prototype.some.call(am, (v: number) => v === 0));
     const recompute = this._gradientCheckpointing && this.training && isGradEnabled() && !args.cache;
     let h = embeds;
     this.layers.forEach((layer, i) => {
@@ -222,7 +227,13 @@ export abstract class CausalLM<C extends DecoderConfigFields = DecoderConfigFiel
       input.position_ids != null
         ? toFlatInts(input.position_ids, B, T, "position_ids")
         : Int32Array.from({ length: B * T }, (_, i) => past + (i % T));
-    let h = this.model.forward(embeds, { positions, attentionMask, past, cache }); // [B, T, H]
+    // position_ids that restart inside a row mark packed sequences; as transformers, they are kept apart
+    // only without attention_mask and cache (a padding-free batch, trl-peft-spec 6.3)
+    const segments =
+      input.position_ids != null && attentionMask === null && !cache
+        ? packedSequenceIds(positions, B, T)
+        : null;
+    let h = this.model.forward(embeds, { positions, attentionMask, past, cache, segments }); // [B, T, H]
     const keep = input.logits_to_keep ?? 0;
     if (keep > 0 && keep < T) h = h.slice(1, T - keep); // [B, keep, H]
     const logits = this.logitsFromHidden(h);

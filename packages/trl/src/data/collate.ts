@@ -2,11 +2,11 @@
 // with the pad id, labels -100 and attention 0 on padding. Labels were built before padding, so a real EOS
 // whose id equals the pad id is still trained (pain point 8).
 //
-// Packed rows: the model has no block-diagonal (varlen) attention mask, so a packed row is one causal
-// sequence; its position_ids restart at 0 at each packed sequence (RoPE sees each sequence from position
-// 0) and the label of each sequence's first token is -100, so no token is trained to predict across a
-// boundary. NOTE: later sequences in a row can still attend to earlier ones (cross-contamination), which
-// padding-free FlashAttention in TRL avoids.
+// Packed rows: position_ids restart at 0 at each packed sequence (RoPE sees each sequence from position 0)
+// and the label of each sequence's first token is -100, so no token is trained to predict across a
+// boundary. The trainer passes such rows without attention_mask (padding-free), and the model then masks
+// attention between the sequences (block-diagonal causal, as padding-free FlashAttention in TRL). Rows stay
+// [B, T] padded at the end rather than one [1, sum L] row: the same per-token results, with T^2 attention.
 
 import type { TokenizedExample } from "./packing.js";
 
@@ -19,11 +19,22 @@ export interface SFTBatch {
 }
 
 export function collate(
-  examples: readonly TokenizedExample[],
+  batchExamples: readonly TokenizedExample[],
   padId: number,
   padToMultipleOf: number | null = null,
+  paddingFree = false,
 ): SFTBatch {
-  if (examples.length === 0) throw new Error("collate: empty batch");
+  if (batchExamples.length === 0) throw new Error("collate: empty batch");
+  // padding-free (trl-peft-spec 6.4): the whole batch as one row [1, sum L] of packed sequences
+  const examples = paddingFree
+    ? [
+        {
+          input_ids: batchExamples.flatMap((e) => e.input_ids),
+          labels: batchExamples.flatMap((e) => e.labels),
+          seq_lengths: batchExamples.flatMap((e) => e.seq_lengths ?? [e.input_ids.length]),
+        },
+      ]
+    : batchExamples;
   let T = Math.max(...examples.map((e) => e.input_ids.length));
   if (padToMultipleOf && T % padToMultipleOf !== 0) T += padToMultipleOf - (T % padToMultipleOf);
   const packed = examples.some((e) => e.seq_lengths !== undefined && e.seq_lengths.length > 1);

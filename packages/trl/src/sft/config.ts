@@ -28,7 +28,10 @@ export const SFT_CONFIG_SPEC = {
   ),
   packing: f.bool(false, "Pack several sequences into each max_length row."),
   packing_strategy: f.choice("bfd", ["bfd", "bfd_split", "wrapped"] as const, "How sequences are packed."),
-  padding_free: f.bool(false, "Concatenate a batch into one row (needs packing in tsgrad)."),
+  padding_free: f.bool(
+    false,
+    "Concatenate a batch into one row, attention kept within each sequence (without packing: needs max_length null).",
+  ),
   pad_to_multiple_of: f.intOrNull(null, "Pad each batch to a multiple of this length."),
   eval_packing: f.boolOrNull(null, "Pack the eval set too (default: same as packing)."),
   completion_only_loss: f.boolOrNull(
@@ -58,11 +61,8 @@ export class SFTConfig {
     if (this.push_to_hub) no("push_to_hub", "is not available (no network); copy output_dir instead");
     if (this.report_to !== "none" && this.report_to !== "")
       no("report_to", `"${this.report_to}" is not available; use "none"`);
-    if (this.padding_free && !this.packing)
-      no(
-        "padding_free",
-        "without packing is not supported: the model has no varlen (block-diagonal) attention",
-      );
+    if (this.padding_free && !this.packing && this.max_length !== null)
+      no("padding_free", "without packing needs max_length null (sequences are not truncated), as in TRL");
     if (this.max_length !== null && this.max_length < 1) no("max_length", "must be >= 1 or null");
     if (this.packing && this.max_length === null) no("max_length", "must be set when packing");
     if (this.eval_strategy === "steps" && this.eval_steps === null) this.eval_steps = this.logging_steps;

@@ -158,7 +158,9 @@ export class SFTTrainer extends Trainer<TokenizedExample, SFTBatch> {
   }
 
   protected collate(examples: TokenizedExample[]): SFTBatch {
-    return collate(examples, this.padId, this.args.pad_to_multiple_of);
+    // with packing the rows stay [B, T] (the same per-token results as TRL's one padding-free row)
+    const paddingFree = this.args.padding_free && !this.args.packing;
+    return collate(examples, this.padId, this.args.pad_to_multiple_of, paddingFree);
   }
   protected countItems(batch: SFTBatch): number {
     return countTargets(batch);
@@ -169,9 +171,11 @@ export class SFTTrainer extends Trainer<TokenizedExample, SFTBatch> {
 
   protected computeLoss(batch: SFTBatch, numItemsInBatch: number): { loss: Tensor; stats: Stats } {
     const model = this.model;
+    // packed rows go padding-free (no attention_mask, as TRL's collator): the model then keeps their
+    // sequences apart by the position_ids restarts (block-diagonal causal attention, trl-peft-spec 6.3)
     const input = {
       input_ids: batch.input_ids,
-      attention_mask: batch.attention_mask,
+      attention_mask: batch.position_ids ? null : batch.attention_mask,
       position_ids: batch.position_ids,
     };
     const dft = this.args.loss_type === "dft";
