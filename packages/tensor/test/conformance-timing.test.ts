@@ -12,15 +12,17 @@ describe("timeConformance", () => {
       while (performance.now() < until);
     };
     const slowNeg: KernelTable["neg"] = (inputs, attrs, out) => {
-      spin(20);
+      spin(50);
       cpuKernels.neg(inputs, attrs, out);
     };
     const backend = createCpuBackend("slow-neg", { ...cpuKernels, neg: slowNeg });
-    const rows = timeConformance(backend, { ops: ["neg", "add"], minMs: 0.2, batches: 2, passes: 2 });
+    // best of 4 batches per pass: tests run in parallel on a 2-core machine, and a batch of the reference
+    // that a neighbour's burst lands on must not make the slow kernel look fast
+    const rows = timeConformance(backend, { ops: ["neg", "add"], minMs: 0.2, batches: 4, passes: 2 });
     expect(rows.length).toBeGreaterThan(10);
     expect(new Set(rows.map((r) => r.op))).toEqual(new Set(["neg"])); // add is the reference's own kernel
     for (const r of rows) {
-      expect(r.backendUs).toBeGreaterThan(r.referenceUs + 15);
+      expect(r.backendUs).toBeGreaterThan(r.referenceUs + 40);
       expect(r.minRatio).toBeGreaterThan(1); // slower in every pass
     }
   });
