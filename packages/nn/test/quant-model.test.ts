@@ -291,9 +291,24 @@ describe("loading an LLM.int8 checkpoint (P.weight I8, P.SCB, P.weight_format)",
       quantization_config: { load_in_8bit: true },
     });
     expect(maxAbs(logits(q), logits(direct))).toBe(0);
-    await expect(q.savePretrained(join(tmp, "int8-save"))).rejects.toThrow(
-      /8-bit \(LLM\.int8\) layer, which cannot be saved/,
-    );
+    // saved again: the same tensors, dtypes, shapes and bytes as the bitsandbytes-layout file it came from
+    const saved = join(tmp, "int8-save");
+    await q.savePretrained(saved);
+    const [a, b] = [await openSafetensors(dir), await openSafetensors(saved)];
+    try {
+      expect(b.keys().sort()).toEqual(a.keys().sort());
+      for (const k of a.keys()) {
+        expect(b.info(k), k).toMatchObject({ dtype: a.info(k).dtype, shape: a.info(k).shape });
+        expect(Buffer.from(await b.raw(k)).equals(Buffer.from(await a.raw(k))), k).toBe(true);
+      }
+    } finally {
+      await a.close();
+      await b.close();
+    }
+    expect(
+      JSON.parse(readFileSync(join(saved, "config.json"), "utf8")).quantization_config.load_in_8bit,
+    ).toBe(true);
+    expect(maxAbs(logits(await AutoModelForCausalLM.fromPretrained(saved)), logits(q))).toBe(0);
   });
 });
 

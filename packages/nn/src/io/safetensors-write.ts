@@ -30,17 +30,37 @@ export interface SaveShardedOptions extends SaveSafetensorsOptions {
   maxShardSize?: number | string;
 }
 
-type TensorMap = Record<string, Tensor> | Map<string, Tensor>;
+/**
+ * Stored bytes for a dtype no Tensor has (LLM.int8's I8 weights): little-endian elements, row-major.
+ * @example { dtype: "I8", shape: [out, inp], bytes: new Uint8Array(int8.buffer) }
+ */
+export interface RawTensor {
+  dtype: SafetensorsDType;
+  shape: readonly number[];
+  bytes: Uint8Array;
+}
+
+type TensorMap = Record<string, Tensor | RawTensor> | Map<string, Tensor | RawTensor>;
 
 interface Entry extends PlannedTensor {
-  tensor: Tensor;
+  tensor: Tensor | RawTensor;
 }
+
+const isRaw = (t: Tensor | RawTensor): t is RawTensor => "bytes" in t;
 
 function entriesOf(tensors: TensorMap, opts: SaveSafetensorsOptions | undefined, where: string): Entry[] {
   const list = tensors instanceof Map ? [...tensors] : Object.entries(tensors);
   return list.map(([name, t]) => {
     if (name === METADATA_KEY)
       throw new Error(`${where}: "${METADATA_KEY}" is reserved and cannot name a tensor`);
+    if (isRaw(t)) {
+      const want = t.shape.reduce((a, b) => a * b, 1) * DTYPE_SIZE[t.dtype];
+      if (t.bytes.byteLength !== want)
+        throw new Error(
+          `${where}: "${name}" holds ${t.bytes.byteLength} bytes; ${t.dtype} [${t.shape.join(", ")}] needs ${want}`,
+        );
+      return { name, tensor: t, dtype: t.dtype, shape: [...t.shape] };
+    }
     if (t.isDisposed) throw new Error(`${where}: tensor "${name}" was disposed`);
     return { name, tensor: t, dtype: storedDType(t, opts?.dtype), shape: [...t.shape] };
   });
@@ -66,6 +86,7 @@ function bytesOf(a: TypedArray): Uint8Array {
 }
 
 async function encode(e: Entry): Promise<Uint8Array> {
+  if (isRaw(e.tensor)) return e.tensor.bytes;
   const data = await e.tensor.data();
   switch (e.dtype) {
     case "F32":
@@ -109,7 +130,8 @@ async function writeSafetensorsTemp(
 
 /**
  * Writes `tensors` to `path` in the safetensors format, atomically. Floating-point tensors are stored as
- * F32 (float64 as F64) unless `opts.dtype` says F16 or BF16; int32 as I32, uint8 as U8, bool as BOOL.
+ * F32 (float64 as F64) unless `opts.dtype` says F16 or BF16; int32 as I32, uint8 as U8, bool as BOOL; a
+ * RawTensor as its own dtype and bytes.
  */
 export async function saveSafetensors(
   path: string,

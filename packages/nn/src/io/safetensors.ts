@@ -26,6 +26,7 @@ import {
 
 export { INDEX_FILE, type SafetensorsDType, SINGLE_FILE, type TensorInfo } from "./safetensors-format.js";
 export {
+  type RawTensor,
   type SaveSafetensorsOptions,
   type SaveShardedOptions,
   saveSafetensors,

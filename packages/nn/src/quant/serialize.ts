@@ -4,7 +4,7 @@
 // for LLM.int8, P.weight (I8), P.SCB and P.weight_format. Reading validates everything before use.
 
 import { type Tensor, tensor } from "@tsgrad/tensor";
-import type { SafetensorsReader } from "../io/safetensors.js";
+import type { RawTensor, SafetensorsReader } from "../io/safetensors.js";
 import type { Module } from "../module.js";
 import { Parameter } from "../parameter.js";
 import type { QuantSourceDType, QuantState4bit, QuantType4 } from "./functional.js";
@@ -74,6 +74,26 @@ export function linear4bitTensors(path: string, layer: Linear4bit): [string, Ten
   return out;
 }
 
+/**
+ * The serialized tensors of one LLM.int8 layer at `path` (without its bias), as bitsandbytes'
+ * Int8Params writes them (trl-peft-spec 3.7): the int8 weight, its per-row absmax and the row-major format code.
+ */
+export function linear8bitTensors(path: string, layer: Linear8bitLt): [string, Tensor | RawTensor][] {
+  const cb = layer._CB;
+  return [
+    [
+      `${path}.weight`,
+      {
+        dtype: "I8",
+        shape: [layer.outFeatures, layer.inFeatures],
+        bytes: new Uint8Array(cb.buffer, cb.byteOffset, cb.byteLength),
+      },
+    ],
+    [`${path}.SCB`, tensor(layer._SCB)],
+    [`${path}.weight_format`, tensor(new Uint8Array([0]), { shape: [], dtype: "uint8" })],
+  ];
+}
+
 /** True when the model holds 4-bit or 8-bit layers. */
 export function hasQuantizedModules(model: Module): boolean {
   for (const [, m] of model.namedModules())
@@ -82,19 +102,16 @@ export function hasQuantizedModules(model: Module): boolean {
 }
 
 /**
- * The tensors savePretrained writes: the state dict, with each 4-bit layer's weight in bitsandbytes'
- * serialized keys. Saving LLM.int8 layers is not supported (the writer has no I8), which is an error.
+ * The tensors savePretrained writes: the state dict, with each 4-bit or 8-bit layer's weight in
+ * bitsandbytes' serialized keys.
  */
-export function stateDictForSave(model: Module): Map<string, Tensor> {
+export function stateDictForSave(model: Module): Map<string, Tensor | RawTensor> {
   if (!hasQuantizedModules(model)) return model.stateDict();
-  const out = new Map<string, Tensor>();
+  const out = new Map<string, Tensor | RawTensor>();
   const seen = new Set<Parameter>();
   for (const [path, m] of model.namedModules()) {
-    if (m instanceof Linear8bitLt)
-      throw new Error(
-        `savePretrained: "${path}" is an 8-bit (LLM.int8) layer, which cannot be saved yet; save the full-precision model or use 4-bit`,
-      );
     if (m instanceof Linear4bit) for (const [k, t] of linear4bitTensors(path, m)) out.set(k, t);
+    if (m instanceof Linear8bitLt) for (const [k, t] of linear8bitTensors(path, m)) out.set(k, t);
     for (const { key, value } of m.children()) {
       if (value instanceof Parameter && !seen.has(value)) {
         seen.add(value);
