@@ -150,7 +150,7 @@ const xnnTrainable = tf.customGrad((x, w, save) => {
 function makeFrozenXnn(w) {
   // W constant: only dx, with Wᵀ computed once
   const wt = tf.keep(tf.transpose(w));
-  return tf.customGrad((x, save) => ({ value: tf.matMul(x, w), gradFunc: (dy) => tf.matMul(dy, wt) }));
+  return tf.customGrad((x, _save) => ({ value: tf.matMul(x, w), gradFunc: (dy) => tf.matMul(dy, wt) }));
 }
 
 function makeLinear(key, fin, fout, mode, linearKind) {
@@ -210,7 +210,7 @@ function makeEmbedding(mode) {
   if (mode !== "full") return { w: init, trainable: [], fwd: (ids) => tf.gather(init, ids) };
   const w = tf.variable(init, true);
   init.dispose();
-  const lookup = tf.customGrad((table, save) => ({
+  const lookup = tf.customGrad((table, _save) => ({
     value: tf.gather(table, lookup.ids),
     gradFunc: (dy) => tf.scatterND(lookup.ids2d, dy, [VOCAB, HIDDEN]),
   }));
@@ -332,7 +332,7 @@ function makeAdamW(vars, lr, wd = 0.01, b1 = 0.9, b2 = 0.999, eps = 1e-8) {
     });
   };
 }
-function makeTfAdam(vars, lr) {
+function makeTfAdam(_vars, lr) {
   const opt = tf.train.adam(lr, 0.9, 0.999, 1e-8);
   return (grads) => opt.applyGradients(grads);
 }
@@ -345,14 +345,13 @@ async function run(backend, mode) {
     loaded = { index, data: new Float32Array(buf.buffer, buf.byteOffset, buf.byteLength / 4) };
   }
   const m = buildModel(mode, A.linear);
-  const ids =
-    loaded && loaded.index.ids
-      ? tf.tensor(
-          Int32Array.from(loaded.data.subarray(loaded.index.ids[1], loaded.index.ids[1] + BATCH * (SEQ + 1))),
-          [BATCH, SEQ + 1],
-          "int32",
-        )
-      : tf.randomUniform([BATCH, SEQ + 1], 0, VOCAB, "int32", 1);
+  const ids = loaded?.index.ids
+    ? tf.tensor(
+        Int32Array.from(loaded.data.subarray(loaded.index.ids[1], loaded.index.ids[1] + BATCH * (SEQ + 1))),
+        [BATCH, SEQ + 1],
+        "int32",
+      )
+    : tf.randomUniform([BATCH, SEQ + 1], 0, VOCAB, "int32", 1);
   const x = tf.reshape(tf.slice(ids, [0, 0], [BATCH, SEQ]), [TOK]);
   const y = tf.reshape(tf.slice(ids, [0, 1], [BATCH, SEQ]), [TOK]);
   // tf.oneHot(..., 'float32') returns garbage on tfjs-wasm 4.22: build int32 and cast
