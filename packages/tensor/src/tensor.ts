@@ -5,12 +5,13 @@ import { backward, type GradNode } from "./autograd/engine.js";
 import type { Backend, View } from "./backend/backend.js";
 import { type DType, isFloat, type TypedArray } from "./dtype.js";
 import { type Disposable, keep, type StorageRef, trackTensor } from "./memory.js";
+import { type NestedArray, nest } from "./nested.js";
 import * as F from "./ops/index.js";
 import { contiguousStrides, fmt, isContiguous, normalizeDim, numel } from "./shape.js";
 
+export type { NestedArray } from "./nested.js";
 export type Scalar = number | boolean;
 export type TensorLike = Tensor | number;
-export type NestedArray = number | boolean | NestedArray[];
 
 export class Tensor implements Disposable {
   readonly shape: readonly number[];
@@ -389,19 +390,4 @@ function itemOf(t: Tensor, data: TypedArray): number {
   if (data.length !== 1)
     throw new RangeError(`item: expected a tensor with one element, got shape ${fmt(t.shape)}`);
   return data[0]!;
-}
-
-function nest(data: TypedArray, shape: readonly number[], dtype: DType): NestedArray {
-  const conv = (v: number): number | boolean => (dtype === "bool" ? v !== 0 : v);
-  if (shape.length === 0) return conv(data[0]!);
-  const build = (dim: number, offset: number): NestedArray[] => {
-    const n = shape[dim]!;
-    const inner = numel(shape.slice(dim + 1));
-    const out: NestedArray[] = [];
-    for (let i = 0; i < n; i++) {
-      out.push(dim === shape.length - 1 ? conv(data[offset + i]!) : build(dim + 1, offset + i * inner));
-    }
-    return out;
-  };
-  return build(0, 0);
 }

@@ -4,9 +4,10 @@ import type { Backend } from "../backend/backend.js";
 import { getBackend } from "../backend/registry.js";
 import { assertDType, type DType, dtypeOfArray, isFloat, type TypedArray, typedArrayFor } from "../dtype.js";
 import { StorageRef } from "../memory.js";
+import { flatten, inferShape, type NestedArray } from "../nested.js";
 import { randomNormal, randomUniform } from "../rng.js";
 import { checkShape, fmt, numel } from "../shape.js";
-import { type NestedArray, Tensor } from "../tensor.js";
+import { Tensor } from "../tensor.js";
 
 export interface CreateOptions {
   dtype?: DType;
@@ -39,34 +40,6 @@ export function fromTypedArray(
   }
   const storage = adopt && backend.adopt ? backend.adopt(data, dtype) : backend.fromArray(data, dtype);
   return new Tensor(new StorageRef(backend, storage), shape, dtype);
-}
-
-function inferShape(data: NestedArray): number[] {
-  const shape: number[] = [];
-  let cur: NestedArray = data;
-  while (Array.isArray(cur)) {
-    shape.push(cur.length);
-    cur = cur[0] as NestedArray;
-  }
-  return shape;
-}
-
-function flatten(data: NestedArray, shape: number[], out: (number | boolean)[], dim = 0): void {
-  if (dim === shape.length) {
-    if (Array.isArray(data) || (typeof data !== "number" && typeof data !== "boolean")) {
-      throw new TypeError(
-        `tensor: expected a number or boolean at depth ${dim}, got ${JSON.stringify(data)}`,
-      );
-    }
-    out.push(data);
-    return;
-  }
-  if (!Array.isArray(data) || data.length !== shape[dim]) {
-    throw new RangeError(
-      `tensor: ragged nested array at dim ${dim}: expected length ${shape[dim]}, got ${Array.isArray(data) ? data.length : typeof data}`,
-    );
-  }
-  for (const d of data) flatten(d, shape, out, dim + 1);
 }
 
 /**
