@@ -19,13 +19,38 @@ export const CALL_WORDS = 20;
 /** Argument slots per call, the appended workspace included. */
 const ARG_SLOTS = CALL_WORDS - 3;
 /**
- * `fn(t[e + 3], ..., t[e + 19])`: every call passes all the slots straight from the table (a wasm export
- * ignores arguments past its own), with no argument array or spread per call: with a few hundred calls per
- * job (causal attention's blocks) those cost about a microsecond each.
+ * The claim loop every thread runs, the workers from their source and the caller through `claim` below:
+ * take the next call from NEXT, write this thread's workspace into its slot when the call wants it (only
+ * the claiming thread touches that call), and run it. The leading calls count into LEAD_DONE; the others
+ * first wait for all of them. Each call passes every argument slot straight from the table (a wasm export
+ * ignores arguments past its own): no argument array or spread per call, which cost about a microsecond
+ * each with a few hundred calls per job (causal attention's blocks).
  */
-const CALL_EXPR = `fn(${Array.from({ length: ARG_SLOTS }, (_, j) => `t[e + ${3 + j}]`).join(", ")})`;
-type TableCall = (fn: KernelFn, t: Float64Array, e: number) => void;
-const callFromTable = new Function("fn", "t", "e", CALL_EXPR) as TableCall;
+const CALL = `fn(${Array.from({ length: ARG_SLOTS }, (_, j) => `t[e + ${3 + j}]`).join(", ")})`;
+const CLAIM_LOOP = `for (let i = Atomics.add(ctrl, ${NEXT}, 1); i < count; i = Atomics.add(ctrl, ${NEXT}, 1)) {
+  const e = ${CALL_WORDS} * i;
+  if (t[e + 2] === 1) t[e + 3 + t[e + 1]] = work;
+  const fn = fns[t[e]];
+  if (i < lead) {
+    try {
+      ${CALL};
+    } finally {
+      Atomics.add(ctrl, ${LEAD_DONE}, 1);
+    }
+  } else {
+    while (Atomics.load(ctrl, ${LEAD_DONE}) < lead);
+    ${CALL};
+  }
+}`;
+type Claim = (
+  ctrl: Int32Array,
+  t: Float64Array,
+  count: number,
+  lead: number,
+  fns: readonly KernelFn[],
+  work: number,
+) => void;
+const claim = new Function("ctrl", "t", "count", "lead", "fns", "work", CLAIM_LOOP) as Claim;
 
 /** A call: the index of a function in the pool's list, then its arguments. */
 export type Call = number[];
@@ -47,21 +72,7 @@ for (const { module, names } of modules) {
 const work = ctrl[${WORK} + id];`,
   `    const [table, count, lead] = ctrl.subarray(${JOB}, ${JOB} + 3);
     const t = new Float64Array(memory.buffer, table, count * ${CALL_WORDS});
-    for (let i = Atomics.add(ctrl, ${NEXT}, 1); i < count; i = Atomics.add(ctrl, ${NEXT}, 1)) {
-      const e = ${CALL_WORDS} * i;
-      if (t[e + 2] === 1) t[e + 3 + t[e + 1]] = work; // this call is this thread's alone
-      const fn = fns[t[e]];
-      if (i < lead) {
-        try {
-          ${CALL_EXPR};
-        } finally {
-          Atomics.add(ctrl, ${LEAD_DONE}, 1);
-        }
-      } else {
-        while (Atomics.load(ctrl, ${LEAD_DONE}) < lead);
-        ${CALL_EXPR};
-      }
-    }`,
+${CLAIM_LOOP}`,
 );
 
 export class KernelPool {
@@ -138,23 +149,7 @@ export class KernelPool {
       c.set([table, count, lead], JOB);
       Atomics.store(c, LEAD_DONE, 0);
       this.group.dispatch(
-        () => {
-          for (let i = Atomics.add(c, NEXT, 1); i < count; i = Atomics.add(c, NEXT, 1)) {
-            const e = CALL_WORDS * i;
-            if (t[e + 2] === 1) t[e + 3 + t[e + 1]!] = work;
-            const fn = fns[t[e]!]!;
-            if (i < lead) {
-              try {
-                callFromTable(fn, t, e);
-              } finally {
-                Atomics.add(c, LEAD_DONE, 1);
-              }
-            } else {
-              while (Atomics.load(c, LEAD_DONE) < lead);
-              callFromTable(fn, t, e);
-            }
-          }
-        },
+        () => claim(c, t, count, lead, fns, work),
         () => {
           Atomics.store(c, NEXT, count); // let the workers stop claiming
           Atomics.store(c, LEAD_DONE, lead); // and stop waiting for the leading calls
