@@ -32,8 +32,6 @@ import {
 export const MR = 4;
 export const NR = 8;
 
-export const and2 = (a: Code, b: Code): Code => [...a, ...b, 0x71];
-
 /** pack_b(dst, src, rs, cs, kc, nc): panels of 8 columns, k-major, zero-padded past nc. */
 export function packB(): Func {
   const f = new Func("pack_b", 6);

@@ -40,7 +40,7 @@ import {
   v128store,
   v128zero,
 } from "./emit.js";
-import { and2, MR, NR, packA, packB } from "./gemm-pack.js";
+import { MR, NR, packA, packB } from "./gemm-pack.js";
 
 export { MR, NR };
 
@@ -130,7 +130,7 @@ function gebp(): Func {
       // do ... while (b != bEnd): no k counter, which V8 kept on the stack
       set(bEnd, add(get(b), mul(get(kc), get(bStep)))),
       [0x03, 0x40, ...step.flat(), ...ne(get(b), get(bEnd)), 0x0d, 0, 0x0b],
-      ifThen(and2(eq(get(rows), i32c(MR)), eq(get(cols), i32c(NR))), storeFull, cat(...storePartial)),
+      ifThen(and(eq(get(rows), i32c(MR)), eq(get(cols), i32c(NR))), storeFull, cat(...storePartial)),
     ),
   );
   return f;
@@ -193,7 +193,7 @@ function rowBlocks(
       add(c, mul(get(v.ic), get(v.ldc))),
       get(v.ldc),
       get(v.scratch),
-      and2(eq(get(v.pc), i32c(0)), eq(get(v.acc), i32c(0))),
+      and(eq(get(v.pc), i32c(0)), eq(get(v.acc), i32c(0))),
       select(get(v.acs), i32c(4 * MR), get(v.directA)),
       select(i32c(4), mul(get(v.kc), i32c(4)), get(v.directA)),
       bStep,
@@ -209,7 +209,7 @@ function rowBlocks(
  * panels and C has at most 16 rows. These are the LoRA products: dA = dH^T X (M = r), dB^T (N = r).
  */
 const readsInPlace = (stride: Code, rest: Code, other: Code): Code =>
-  and2(and2(eq(stride, i32c(4)), eq(rest, i32c(0))), lt(other, i32c(17)));
+  and(and(eq(stride, i32c(4)), eq(rest, i32c(0))), lt(other, i32c(17)));
 
 /**
  * sgemm(M, N, K, a, ars, acs, b, brs, bcs, c, ldc, acc, work): C[M, N] = A[M, K] B[K, N] (K > 0; C is only

@@ -263,7 +263,6 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
     heap,
     inHeap: (v) => inHeap(v.storage),
     minSize: options.minFused,
-    threads: () => threads,
     pool: () => pools.get(),
     poolOffset: GEMM_FUNCS.length,
   });

@@ -4,7 +4,7 @@
 import { isGradEnabled, noGrad } from "../autograd/grad-mode.js";
 import type { CausalSpec, View } from "../backend/backend.js";
 import { promoteTypes } from "../dtype.js";
-import { broadcastShapes, fmt } from "../shape.js";
+import { broadcastShapes, fmt, shapesEqual } from "../shape.js";
 import type { Tensor } from "../tensor.js";
 import { allocTensor, apply } from "./apply.js";
 import { cast } from "./elementwise.js";
@@ -55,13 +55,11 @@ export function matmulAccumulate(c: Tensor, a: Tensor, b: Tensor): void {
   if (a.ndim < 2 || b.ndim !== a.ndim || c.ndim !== a.ndim)
     throw bad("a, b and c need the same rank, at least 2");
   const r = a.ndim;
-  const same = (x: readonly number[], y: readonly number[]) =>
-    x.length === y.length && x.every((n, i) => n === y[i]);
   const want = [...a.shape.slice(0, -2), a.shape[r - 2]!, b.shape[r - 1]!];
   if (
     a.shape[r - 1] !== b.shape[r - 2] ||
-    !same(a.shape.slice(0, -2), b.shape.slice(0, -2)) ||
-    !same(c.shape, want)
+    !shapesEqual(a.shape.slice(0, -2), b.shape.slice(0, -2)) ||
+    !shapesEqual(c.shape, want)
   )
     throw bad(`expected a [..., M, K], b [..., K, N] and c [..., M, N] with the same batch dims`);
   if (a.dtype !== c.dtype || b.dtype !== c.dtype)
@@ -97,7 +95,7 @@ export function causalMatmul(a: Tensor, b: Tensor, spec: CausalSpec): Tensor {
   const r = a.ndim;
   if (r < 2 || b.ndim !== r) throw bad("a and b need the same rank, at least 2");
   const [M, K, N] = [a.shape[r - 2]!, a.shape[r - 1]!, b.shape[r - 1]!];
-  if (b.shape[r - 2] !== K || a.shape.slice(0, -2).some((n, i) => n !== b.shape[i]))
+  if (b.shape[r - 2] !== K || !shapesEqual(a.shape.slice(0, -2), b.shape.slice(0, -2)))
     throw bad("expected a [..., M, K] and b [..., K, N] with the same batch dims");
   if (a.dtype !== b.dtype || a.backend !== b.backend) throw bad("a and b differ in dtype or backend");
   const grouped = spec.kind === "kT" ? K : M;
