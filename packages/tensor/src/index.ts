@@ -4,15 +4,14 @@
 import { setDefaultBackendFactory } from "./backend/registry.js";
 import { createCpuBackend } from "./backend-cpu/index.js";
 import { createWasmBackend, wasmSimdSupported } from "./backend-wasm/index.js";
+import { envVar } from "./env.js";
 
 // The "cpu" device: the wasm backend wherever WebAssembly SIMD exists, its tensors in the WebAssembly memory
 // up to TSGRAD_WASM_HEAP_MB and in ordinary typed arrays past it ("auto" storage), the TypeScript kernels
 // where WebAssembly does not win. TSGRAD_CPU_BACKEND=ts selects the plain TypeScript backend, the reference
 // every backend is tested against.
 setDefaultBackendFactory(() =>
-  wasmSimdSupported() &&
-  (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env
-    ?.TSGRAD_CPU_BACKEND !== "ts"
+  wasmSimdSupported() && envVar("TSGRAD_CPU_BACKEND") !== "ts"
     ? createWasmBackend({ name: "cpu", storage: "auto" })
     : createCpuBackend(),
 );

@@ -4,6 +4,7 @@
 // out again (zero-filled) instead. Small arrays are cheap in V8 and are not pooled.
 
 import { bytesPerElement, type DType, type TypedArray, typedArrayFor } from "../dtype.js";
+import { envMiB, envVar } from "../env.js";
 
 /** Arrays below this many bytes are not pooled. */
 const MIN_BYTES = 64 * 1024;
@@ -51,20 +52,6 @@ export class BufferPool {
   }
 }
 
-/**
- * Bytes from the environment variable `name`, given in MiB (`fallback` when unset or empty); throws when
- * it is not a number in [0, max].
- */
-export function envMiB(name: string, fallback: number, max = Number.POSITIVE_INFINITY): number {
-  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.[name];
-  const mb = env !== undefined && env !== "" ? Number(env) : fallback;
-  if (!(mb >= 0 && mb <= max))
-    throw new RangeError(
-      `${name} must be a number of MiB ${max === Number.POSITIVE_INFINITY ? ">= 0" : `in [0, ${max}]`}, got ${env}`,
-    );
-  return mb * 1024 * 1024;
-}
-
 /** The pool's cap: TSGRAD_POOL_MB (0 turns pooling off), default 1024 MiB. */
 export function defaultPoolBytes(): number {
   return envMiB("TSGRAD_POOL_MB", 1024);
@@ -76,8 +63,7 @@ export function defaultPoolBytes(): number {
  * results. Read when a backend is created; for tests and debugging.
  */
 export function poisonUninitialized(): boolean {
-  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
-  return env?.TSGRAD_POISON_UNINIT === "1";
+  return envVar("TSGRAD_POISON_UNINIT") === "1";
 }
 
 /** Fills an array the way poisonUninitialized describes. */

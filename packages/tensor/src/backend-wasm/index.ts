@@ -10,15 +10,10 @@
 import type { Backend, CausalSpec, Storage, View } from "../backend/backend.js";
 import { registerBackend } from "../backend/registry.js";
 import { cpuKernels } from "../backend-cpu/index.js";
-import {
-  BufferPool,
-  defaultPoolBytes,
-  envMiB,
-  fillPoison,
-  poisonUninitialized,
-} from "../backend-cpu/pool.js";
+import { BufferPool, defaultPoolBytes, fillPoison, poisonUninitialized } from "../backend-cpu/pool.js";
 import { CpuStorage, rowMajor } from "../backend-cpu/storage.js";
 import { bytesPerElement, type DType, type TypedArray, typedArrayFor } from "../dtype.js";
+import { envMiB, envVar } from "../env.js";
 import type { Kernel, KernelTable } from "../ops/signatures.js";
 import { copyKernel, copyModuleBytes } from "./copy.js";
 import { elementwiseKernels, elementwiseModuleBytes } from "./elementwise.js";
@@ -152,8 +147,7 @@ function nodeThreads(): NodeThreads | null {
 
 /** Thread count: the option, else TSGRAD_NUM_THREADS, else every core. */
 function threadCount(requested: number | undefined, cores: number): number {
-  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env
-    ?.TSGRAD_NUM_THREADS;
+  const env = envVar("TSGRAD_NUM_THREADS");
   const n = requested ?? (env !== undefined && env !== "" ? Number(env) : cores);
   if (!Number.isInteger(n) || n < 1) throw new RangeError(`wasm backend: bad thread count ${String(n)}`);
   return n;

@@ -6,6 +6,8 @@
 // Atomics.wait: waking a blocked thread took 40-55 us per job here, against 1-2 us for a spinning one, and a
 // training step posts a few hundred jobs.
 
+import { envVar } from "../env.js";
+
 /** Int32 words of the control block every pool starts with; a pool puts its job words after them. */
 export const GEN = 0;
 export const DONE = 1;
@@ -59,8 +61,7 @@ ${job}
  */
 export const DEFAULT_SPIN_US = 300;
 function spinMicros(): number {
-  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
-  const raw = env?.TSGRAD_SPIN_US;
+  const raw = envVar("TSGRAD_SPIN_US");
   if (raw === undefined || raw === "") return DEFAULT_SPIN_US;
   const us = Number(raw);
   if (!Number.isFinite(us) || us < 0)

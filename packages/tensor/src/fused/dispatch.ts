@@ -2,14 +2,13 @@
 
 import { noGrad } from "../autograd/grad-mode.js";
 import type { DType } from "../dtype.js";
+import { envVar } from "../env.js";
 import { allocTensor } from "../ops/apply.js";
 import type { TupleOf } from "../ops/signatures.js";
 import type { Tensor } from "../tensor.js";
 import type { FusedAttrs, FusedKernel, FusedName, FusedSignatures } from "./signatures.js";
 
-let enabled =
-  (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.TSGRAD_FUSED !==
-  "0";
+let enabled = envVar("TSGRAD_FUSED") !== "0";
 
 /** Switches fused kernels on or off (TSGRAD_FUSED=0 starts with them off); returns the previous setting. */
 export function setFusedKernels(on: boolean): boolean {
