@@ -119,10 +119,8 @@ export function copyKernel(
       return;
     }
     const { dims, strides, C } = rows;
-    const lo = x.layout.offset;
-    const len = C + dims.reduce((s, d, i) => s + (d - 1) * strides[i]!, 0);
     staged(heap, (st) => {
-      const src = st.span(x, lo, len);
+      const src = st.base(x) + 4 * x.layout.offset;
       const dst = st.out(out, n);
       fn(dims[0]!, dims[1]!, dims[2]!, C, src, 4 * strides[0]!, 4 * strides[1]!, 4 * strides[2]!, dst);
     });

@@ -247,18 +247,6 @@ export function createGemm(ctx: GemmContext): Gemm {
   return { run, runCausal };
 }
 
-/** [lowest, highest + 1) storage element a view touches (the view has no zero-size dim). */
-function span(v: View): [number, number] {
-  let hi = v.layout.offset;
-  let lo = v.layout.offset;
-  v.layout.shape.forEach((n, i) => {
-    const d = (n - 1) * v.layout.strides[i]!;
-    if (d > 0) hi += d;
-    else lo += d;
-  });
-  return [lo, hi + 1];
-}
-
 /**
  * The matmul kernel of the wasm backend: out = a b, or out += a b with `accumulate` (out contiguous), with
  * float32 products from `minWork` multiply-adds in WebAssembly (operands outside its memory staged in, the
@@ -311,11 +299,7 @@ export function wasmProduct(deps: {
     staged(
       heap,
       (st) => {
-        const place = (v: View): number => {
-          const [lo, hi] = span(v);
-          return st.span(v, lo, hi - lo) - 4 * lo;
-        };
-        const [aAddr, bAddr] = [place(a), place(b)];
+        const [aAddr, bAddr] = [st.base(a), st.base(b)];
         gemm.run(a, b, aAddr, bAddr, st.out(out, T * M * N, accumulate), accumulate);
       },
       (v) => inHeap(v.storage),

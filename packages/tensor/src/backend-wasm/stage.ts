@@ -24,6 +24,20 @@ export class Stage {
     new Uint8Array(this.heap.buffer, addr, 4 * len).set(new Uint8Array(d.buffer, start, 4 * len));
     return addr;
   }
+  /**
+   * The address of v's storage element 0 (element e at base + 4 e), the span of elements the view
+   * covers copied in, keeping its strides, when it lies outside.
+   */
+  base(v: View): number {
+    let hi = v.layout.offset;
+    let lo = v.layout.offset;
+    v.layout.shape.forEach((n, i) => {
+      const d = (n - 1) * v.layout.strides[i]!;
+      if (d > 0) hi += d;
+      else lo += d;
+    });
+    return this.span(v, lo, hi + 1 - lo) - 4 * lo;
+  }
   /** The address of v's first element (n elements of 4 bytes). */
   in(v: View, n: number): number {
     return this.span(v, v.layout.offset, n);
