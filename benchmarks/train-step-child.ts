@@ -84,6 +84,7 @@ export async function child(args: string[]): Promise<void> {
   // the other products the wasm backend runs: c += a b (the fused LoRA op) and causal attention's, which
   // count the multiply-adds they do (causalParts), not the whole product's
   type Spec = Parameters<typeof causalParts>[0];
+  const mr = (backend as { tile?: { mr: number } }).tile?.mr ?? 4; // the register tile's rows
   const dims = (a: V, b: V) => [a.layout.shape.at(-2)!, b.layout.shape.at(-1)!, a.layout.shape.at(-1)!];
   const batch = (c: V) => c.layout.shape.slice(0, -2).reduce((x, y) => x * y, 1);
   const wrap = <F extends (...a: never[]) => void>(
@@ -108,7 +109,7 @@ export async function child(args: string[]): Promise<void> {
   });
   wrap<(a: V, b: V, c: V, s: Spec) => void>("matmulCausal", (a, b, c, s) => {
     const [M, N, K] = dims(a, b);
-    return 2 * batch(c) * causalParts(s, M, N, K).reduce((t, p) => t + p.rows * p.cols * p.kLen, 0);
+    return 2 * batch(c) * causalParts(s, M, N, K, mr).reduce((t, p) => t + p.rows * p.cols * p.kLen, 0);
   });
   // --profile: time every kernel call of the timed steps, by kernel name and argument shapes
   if (args.includes("--profile")) {

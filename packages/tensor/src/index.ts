@@ -23,6 +23,7 @@ export { NON_DIFFERENTIABLE, viewVjpRules, vjpRules } from "./autograd/vjp-rules
 export type { Backend, CausalSpec, Layout, Storage, View } from "./backend/backend.js";
 export { getBackend, getCpuBackend, listBackends, registerBackend, setBackend } from "./backend/registry.js";
 export { cpuFusedKernels, cpuKernels, createCpuBackend } from "./backend-cpu/index.js";
+export { FMA_TILE, type GemmTile, MUL_ADD_TILE } from "./backend-wasm/gemm.js";
 export { type CausalPart, causalParts } from "./backend-wasm/gemm-causal.js";
 export {
   createWasmBackend,

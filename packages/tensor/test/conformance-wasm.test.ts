@@ -4,7 +4,9 @@ import {
   cpuKernels,
   createCpuBackend,
   createWasmBackend,
+  FMA_TILE,
   getCpuBackend,
+  MUL_ADD_TILE,
   randn,
   type View,
   type WasmBackend,
@@ -17,6 +19,10 @@ import { describe, expect, it } from "vitest";
 describe("conformance: wasm backend", () => {
   it("runs where WebAssembly SIMD exists (it does on Node 20)", () => {
     expect(wasmSimdSupported()).toBe(true);
+  });
+
+  it("multiplies with the 5 x 8 fused multiply-add tile (relaxed SIMD, turned on where Node 20 has it off)", () => {
+    expect(createWasmBackend({ name: "wasm-tile", threads: 1 }).tile).toBe(FMA_TILE);
   });
 
   // default routing: small matmuls may stay on the TypeScript kernel
@@ -41,6 +47,14 @@ describe("conformance: wasm backend", () => {
     expect(forced.counters.matmulWasm).toBeGreaterThan(100);
     expect(forced.counters.matmulTs).toBe(30);
     expect(forced.counters.matmulThreaded).toBe(0);
+  });
+
+  it("matmul: every case through the 4 x 8 mul + add tile, the one used without relaxed SIMD", async () => {
+    const mulAdd = createWasmBackend({ name: "wasm-mul-add", threads: 1, minMatmulWork: 0, fma: false });
+    expect(mulAdd.tile).toBe(MUL_ADD_TILE);
+    const report = await runConformance("wasm (mul + add tile)", () => mulAdd, { ops: ["matmul"] });
+    expect(report.cases.matmul).toBeGreaterThan(100);
+    expect(mulAdd.counters.matmulWasm).toBeGreaterThan(100);
   });
 
   it("matmul: every case split over two threads", async () => {

@@ -2,7 +2,7 @@
 // case (row-major, transposed and strided operands), the output written without being read (C starts as
 // NaN), the skinny products that read an operand in place, and each way a matmul is split over two
 // threads (shared packed B by rows or by columns, whole batch entries, a broadcast B).
-import { createWasmBackend, type View, type WasmBackend } from "@tsgrad/tensor";
+import { createWasmBackend, FMA_TILE, MUL_ADD_TILE, type View, type WasmBackend } from "@tsgrad/tensor";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 /** How an operand is laid out: row-major, transposed, or every other element of a wider row-major array. */
@@ -94,18 +94,32 @@ const LAYOUTS: [Layout, Layout][] = [
   ["strided", "strided"],
 ];
 
-describe("wasm sgemm", () => {
+describe.each([
+  ["5 x 8 FMA", FMA_TILE],
+  ["4 x 8 mul + add", MUL_ADD_TILE],
+])("wasm sgemm, %s tile", (label, tile) => {
+  const fma = tile.fma;
   const backends = {
-    one: createWasmBackend({ name: "gemm-one", threads: 1, minMatmulWork: 0 }),
-    two: createWasmBackend({ name: "gemm-two", threads: 2, minMatmulWork: 0, minThreadedWork: 0 }),
+    one: createWasmBackend({ name: `gemm-one-${label}`, threads: 1, minMatmulWork: 0, fma }),
+    two: createWasmBackend({
+      name: `gemm-two-${label}`,
+      threads: 2,
+      minMatmulWork: 0,
+      minThreadedWork: 0,
+      fma,
+    }),
     js: createWasmBackend({
-      name: "gemm-js",
+      name: `gemm-js-${label}`,
       threads: 2,
       storage: "js",
       minMatmulWork: 0,
       minThreadedWork: 0,
+      fma,
     }),
   };
+  it("runs the tile asked for", () => {
+    for (const be of Object.values(backends)) expect(be.tile).toBe(tile);
+  });
   beforeAll(async () => {
     expect(await backends.two.startThreads()).toBe(true);
     expect(await backends.js.startThreads()).toBe(true);
@@ -123,8 +137,10 @@ describe("wasm sgemm", () => {
           [4, 8],
           [5, 9],
           [3, 7],
+          [10, 8],
           [33, 17],
           [131, 24],
+          [171, 24],
         ] as const)
           check(backends.one, 1, M, K, N, la, lb);
   });
@@ -142,8 +158,10 @@ describe("wasm sgemm", () => {
       for (const [la, lb] of LAYOUTS) {
         check(be, 1, 8, 300, 72, la, lb); // B in place when row-major (M = 8, N a multiple of 8)
         check(be, 1, 16, 257, 16, la, lb); // both in place when A is transposed and B row-major
-        check(be, 1, 72, 300, 8, la, lb); // A in place when transposed (M a multiple of 4)
+        check(be, 1, 72, 300, 8, la, lb); // A in place when transposed (M a multiple of the tile's rows)
+        check(be, 1, 80, 300, 8, la, lb);
         check(be, 1, 264, 513, 16, la, lb); // A in place, three K blocks, rows split on two threads
+        check(be, 1, 280, 513, 16, la, lb);
         check(be, 1, 17, 40, 8, la, lb); // 17 rows: A packed; B in place only at M <= 16, so packed too
       }
     }

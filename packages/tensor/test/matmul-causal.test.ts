@@ -1,4 +1,4 @@
-// causalMatmul against the whole product: on the wasm backend (one and two threads), for the three kinds,
+// causalMatmul against the whole product: on the wasm backend (one and two threads, both register tiles), for the three kinds,
 // with GQA groups of rows and with an offset (a KV cache), operands zero where the causal mask makes them
 // zero; skipped "cols" entries are 0 there, and some entries above the diagonal are skipped. On the TS backend (no matmulCausal) it is the whole product.
 import {
@@ -18,6 +18,8 @@ const two = createWasmBackend({ name: "causal-two", threads: 2, minThreadedWork:
 const backends: Backend[] = [
   createWasmBackend({ name: "causal-one", threads: 1, minMatmulWork: 0 }),
   two,
+  // the 4 x 8 mul + add tile: blocks of 32 rows instead of 40
+  createWasmBackend({ name: "causal-mul-add", threads: 1, minMatmulWork: 0, fma: false }),
   createCpuBackend("causal-ts"),
 ];
 for (const b of backends) registerBackend(b);
@@ -52,9 +54,9 @@ describe("causalMatmul", () => {
     const device = backend.name;
     const t = (data: Float32Array, shape: number[]): Tensor => tensor(data, { shape, device });
     for (const [g, T, off, D] of [
-      [1, 40, 0, 8],
+      [1, 48, 0, 8],
       [2, 64, 0, 12],
-      [2, 33, 5, 16], // a KV cache: S = T + 5
+      [2, 45, 5, 16], // a KV cache: S = T + 5
     ])
       it(`cols, k and kT equal the whole product where it counts (${device}, g ${g}, T ${T}, offset ${off})`, () => {
         const B = 3;

@@ -104,6 +104,8 @@ export const f32x4mul = (a: Code, b: Code): Code => [...a, ...b, ...simd(0xe6)];
 export const f32x4sub = (a: Code, b: Code): Code => [...a, ...b, ...simd(0xe5)];
 export const f32x4div = (a: Code, b: Code): Code => [...a, ...b, ...simd(0xe7)];
 export const f32x4neg = (a: Code): Code => [...a, ...simd(0xe1)];
+/** a b + c, fused where the hardware has FMA (relaxed SIMD f32x4.relaxed_madd; see relaxed.ts). */
+export const f32x4madd = (a: Code, b: Code, c: Code): Code => [...a, ...b, ...c, ...simd(0x105)];
 export const f32sub = bin(0x93);
 export const f32mul = bin(0x94);
 export const f32div = bin(0x95);
@@ -122,6 +124,8 @@ export const f64gt = bin(0x64);
 export const f64ge = bin(0x66);
 export const f64neg = (a: Code): Code => [...a, 0x9a];
 export const i32or = bin(0x72);
+export const remU = bin(0x70);
+export const divU = bin(0x6e);
 export const i32shl = bin(0x74);
 export const i32shrU = bin(0x76);
 export const i64shl = bin(0x86);
@@ -263,6 +267,9 @@ export function encodeModule(
   ];
   return Uint8Array.from(bytes);
 }
+
+/** Lane `i` of a in all four lanes (a shuffle: V8 computes it in a register, next to its use). */
+export const lane32 = (a: Code, i: number): Code => shuffle32(a, a, [i, i, i, i]);
 
 /**
  * i8x16.shuffle by 32-bit lanes: lane i of the result is lane `lanes[i]` of a (0-3) or of b (4-7).

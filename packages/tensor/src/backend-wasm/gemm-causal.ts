@@ -4,8 +4,8 @@
 
 import type { CausalSpec } from "../backend/backend.js";
 
-/** Rows per block: a multiple of the 4-row register tile; smaller blocks skip more but pack B more often. */
-const RB = 32;
+/** Register tiles per block of rows: smaller blocks skip more but pack B more often. */
+const TILES_PER_BLOCK = 8;
 
 /** One sub-product of an M x N x K product: rows [r0, r0 + rows), columns [0, cols), k in [k0, k0 + kLen). */
 export interface CausalPart {
@@ -22,8 +22,9 @@ export interface CausalPart {
  * (group, t), and only t >= s - offset counts; the k range starts there within the first group (later
  * groups are taken whole, their skipped part being zeros).
  */
-export function causalParts(spec: CausalSpec, M: number, N: number, K: number): CausalPart[] {
+export function causalParts(spec: CausalSpec, M: number, N: number, K: number, mr: number): CausalPart[] {
   const { period, offset, kind } = spec;
+  const RB = TILES_PER_BLOCK * mr; // rows per block, whole register tiles (`mr` rows)
   const parts: CausalPart[] = [];
   if (kind === "kT") {
     for (let s0 = 0; s0 < M; s0 += RB) {

@@ -1,8 +1,8 @@
 // The packing routines of the wasm sgemm (gemm.ts): B into k-major panels of NR = 8 columns, A into k-major
-// panels of MR = 4 rows, zero-padded past the edge so the micro-kernel always runs the full tile. Operands
-// are strided (bytes). When the packed direction is the contiguous one in memory (B transposed, A
-// row-major) four k values of each row/column are read as one vector and 4 x 4 blocks are transposed in
-// registers; elementwise gathers of those cases ran at a third of the speed.
+// panels of MR = 4 or 5 rows (the register tile's), zero-padded past the edge so the micro-kernel always
+// runs the full tile. Operands are strided (bytes). When the packed direction is the contiguous one in
+// memory (B transposed, A row-major) four k values of each row/column are read as one vector and 4 x 4
+// blocks are transposed in registers; elementwise gathers of those cases ran at a third of the speed.
 
 import {
   add,
@@ -22,6 +22,7 @@ import {
   lt,
   minI,
   mul,
+  remU,
   set,
   sub,
   transpose4,
@@ -29,7 +30,6 @@ import {
   v128store,
 } from "./emit.js";
 
-export const MR = 4;
 export const NR = 8;
 
 /** pack_b(dst, src, rs, cs, kc, nc): panels of 8 columns, k-major, zero-padded past nc. */
@@ -145,33 +145,47 @@ export function packB(): Func {
   return f;
 }
 
-/** pack_a(dst, src, rs, cs, mc, kc): panels of 4 rows, k-major, zero-padded past mc. */
-export function packA(): Func {
+/**
+ * pack_a(dst, src, rs, cs, mc, kc): panels of `mr` rows (the tile's, 4 or 5: gemm.ts), k-major, zero-padded
+ * past mc. A fifth row travels as a scalar beside the vector of the first four.
+ */
+export function packA(mr: number): Func {
   const f = new Func("pack_a", 6);
   const [dst, src, rs, cs, mc, kc] = [0, 1, 2, 3, 4, 5];
-  const [ip, rows, s, p, ii, t1, t2, kc4, q, mc16] = Array.from({ length: 10 }, () => f.local());
-  const row = Array.from({ length: MR }, () => f.local("v128"));
+  const [ip, rows, s, p, ii, t1, t2, kc4, q, mcG] = Array.from({ length: 10 }, () => f.local());
+  const row = Array.from({ length: 4 }, () => f.local("v128"));
   const tmp = Array.from({ length: 4 }, () => f.local("v128"));
   const gatherCol = (rowStride: Code): Code[] =>
-    row.map((_, r) =>
+    Array.from({ length: mr }, (_, r) =>
       f32store(get(dst), f32load(r === 0 ? get(s) : add(get(s), mul(rowStride, i32c(r)))), 4 * r),
     );
-  // A transposed (rs = 4): a panel column is one vector.
+  /** One panel column (mr contiguous floats) from `from` + off to `to` + toOff. */
+  const column = (to: Code, from: Code, off = 0, toOff = 0): Code[] => [
+    v128store(to, v128load(from, off), toOff),
+    ...(mr > 4 ? [f32store(to, f32load(from, off + 16), toOff + 16)] : []),
+  ];
+  // A transposed (rs = 4): a panel column is contiguous.
   const colsContiguous = forRange(
     p,
     i32c(0),
     get(kc),
     1,
-    v128store(get(dst), v128load(get(s))),
-    inc(dst, 4 * MR),
+    ...column(get(dst), get(s)),
+    inc(dst, 4 * mr),
     inc(s, get(cs)),
   );
-  // A row-major (cs = 4): four k of each of the 4 rows, one 4 x 4 transpose, four panel columns.
+  // A row-major (cs = 4): four k of each of the first 4 rows, one 4 x 4 transpose, four panel columns (a
+  // fifth row's four k are copied as scalars).
   const loads: Code[] = [set(q, get(s))];
   row.forEach((r, i) => {
     if (i > 0) loads.push(inc(q, get(rs)));
     loads.push(set(r, v128load(get(q))));
   });
+  const fifth: Code[] = [];
+  if (mr > 4) {
+    fifth.push(inc(q, get(rs)));
+    for (let k = 0; k < 4; k++) fifth.push(f32store(get(dst), f32load(get(q), 4 * k), 4 * mr * k + 16));
+  }
   const rowsContiguous = [
     set(kc4, and(get(kc), i32c(-4))),
     forRange(
@@ -180,14 +194,15 @@ export function packA(): Func {
       get(kc4),
       4,
       ...loads,
+      ...fifth,
       transpose4(row, row, tmp),
-      ...row.map((r, i) => v128store(get(dst), get(r), 16 * i)),
-      inc(dst, 16 * MR),
+      ...row.map((r, i) => v128store(get(dst), get(r), 4 * mr * i)),
+      inc(dst, 16 * mr),
       inc(s, 16),
     ),
-    forRange(p, get(kc4), get(kc), 1, ...gatherCol(get(rs)), inc(dst, 4 * MR), inc(s, 4)),
+    forRange(p, get(kc4), get(kc), 1, ...gatherCol(get(rs)), inc(dst, 4 * mr), inc(s, 4)),
   ].flat();
-  const strided = forRange(p, i32c(0), get(kc), 1, ...gatherCol(get(rs)), inc(dst, 4 * MR), inc(s, get(cs)));
+  const strided = forRange(p, i32c(0), get(kc), 1, ...gatherCol(get(rs)), inc(dst, 4 * mr), inc(s, get(cs)));
   const partial = forRange(
     p,
     i32c(0),
@@ -196,7 +211,7 @@ export function packA(): Func {
     forRange(
       ii,
       i32c(0),
-      i32c(MR),
+      i32c(mr),
       1,
       ifThen(
         lt(get(ii), get(rows)),
@@ -207,42 +222,43 @@ export function packA(): Func {
     ),
     inc(s, get(cs)),
   );
-  // A transposed, four panels at a time: each k then reads one 64-byte line of A once. Panel by panel, a
-  // line was read four times, and with a row stride of a multiple of 4 KiB its k rows all fall in the
-  // same L1 set and were evicted in between.
+  // A transposed, four panels at a time: each k then reads 4 mr consecutive floats of A once. Panel by
+  // panel, a line was read four times, and with a row stride of a multiple of 4 KiB its k rows all fall in
+  // the same L1 set and were evicted in between.
   const d = Array.from({ length: 4 }, () => f.local());
+  const group = 4 * mr;
   const groups = [
-    set(mc16, and(get(mc), i32c(-16))),
+    set(mcG, sub(get(mc), remU(get(mc), i32c(group)))),
     forRange(
       ip,
       i32c(0),
-      get(mc16),
-      16,
+      get(mcG),
+      group,
       set(s, add(get(src), mul(get(ip), i32c(4)))),
-      ...d.map((l, j) => set(l, add(get(dst), mul(get(kc), i32c(16 * j))))),
+      ...d.map((l, j) => set(l, add(get(dst), mul(get(kc), i32c(4 * mr * j))))),
       forRange(
         p,
         i32c(0),
         get(kc),
         1,
-        ...d.map((l, j) => v128store(get(l), v128load(get(s), 16 * j))),
-        ...d.map((l) => inc(l, 16)),
+        ...d.flatMap((l, j) => column(get(l), get(s), 4 * mr * j)),
+        ...d.map((l) => inc(l, 4 * mr)),
         inc(s, get(cs)),
       ),
-      inc(dst, mul(get(kc), i32c(64))),
+      inc(dst, mul(get(kc), i32c(4 * group))),
     ),
   ].flat();
   f.body = cat(
-    ifThen(eq(get(rs), i32c(4)), groups, set(mc16, i32c(0))),
+    ifThen(eq(get(rs), i32c(4)), groups, set(mcG, i32c(0))),
     forRange(
       ip,
-      get(mc16),
+      get(mcG),
       get(mc),
-      MR,
-      set(rows, minI(sub(get(mc), get(ip)), i32c(MR), t1, t2)),
+      mr,
+      set(rows, minI(sub(get(mc), get(ip)), i32c(mr), t1, t2)),
       set(s, add(get(src), mul(get(ip), get(rs)))),
       ifThen(
-        eq(get(rows), i32c(MR)),
+        eq(get(rows), i32c(mr)),
         ifThen(eq(get(rs), i32c(4)), colsContiguous, ifThen(eq(get(cs), i32c(4)), rowsContiguous, strided)),
         partial,
       ),

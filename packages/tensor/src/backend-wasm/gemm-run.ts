@@ -7,7 +7,7 @@ import type { CausalSpec, Storage, View } from "../backend/backend.js";
 import { cpuKernels } from "../backend-cpu/index.js";
 import { CpuStorage, dataOf, stridedOffsets } from "../backend-cpu/storage.js";
 import { typedArrayFor } from "../dtype.js";
-import { KC, MR, NR } from "./gemm.js";
+import { KC, NR } from "./gemm.js";
 import { causalParts } from "./gemm-causal.js";
 import type { Heap } from "./heap.js";
 import type { Call, KernelFn, KernelPool } from "./kernel-pool.js";
@@ -32,6 +32,8 @@ export interface GemmContext {
   pool: () => KernelPool | null;
   /** This thread's workspace (WORKSPACE_BYTES). */
   work: number;
+  /** Rows of the module's register tile (gemm.ts, GemmTile). */
+  mr: number;
   /** Smallest T M N K split over the threads. */
   minThreaded: number;
   counters: { matmulWasm: number; matmulThreaded: number };
@@ -116,7 +118,7 @@ export function createGemm(ctx: GemmContext): Gemm {
     let mCh = M;
     let nCh = N;
     if (within) {
-      mCh = Math.max(MIN_CHUNK_ROWS, Math.ceil(M / per / MR) * MR);
+      mCh = Math.max(MIN_CHUNK_ROWS, Math.ceil(M / per / ctx.mr) * ctx.mr);
       if (Math.ceil(M / mCh) < Math.min(per, P)) {
         mCh = M;
         nCh = Math.max(MIN_CHUNK_ROWS, Math.ceil(N / per / NR) * NR);
@@ -196,7 +198,7 @@ export function createGemm(ctx: GemmContext): Gemm {
     const { M, N, K, T } = productDims(a, b);
     const { aBatch, bBatch, ars, acs, brs, bcs } = operandLayout(a, b);
     const ldc = N * 4;
-    const parts = causalParts(spec, M, N, K);
+    const parts = causalParts(spec, M, N, K, ctx.mr);
     const pool = T * M * N * K >= ctx.minThreaded ? ctx.pool() : null;
     if (!pool?.ready) {
       // here: straight calls (a call table's copies cost about as much as a block's product)

@@ -19,11 +19,19 @@ import { copyKernel, copyModuleBytes } from "./copy.js";
 import { elementwiseKernels, elementwiseModuleBytes } from "./elementwise.js";
 import { fusedModule, wasmFusedKernels } from "./fused.js";
 import { SPLIT_FUNCS } from "./fused-threads.js";
-import { gemmModuleBytes, MEMORY_LIMITS, WORKSPACE_BYTES } from "./gemm.js";
+import {
+  FMA_TILE,
+  type GemmTile,
+  gemmModuleBytes,
+  MEMORY_LIMITS,
+  MUL_ADD_TILE,
+  WORKSPACE_BYTES,
+} from "./gemm.js";
 import { createGemm, GEMM_FUNCS, type GemmContext, productDims, wasmProduct } from "./gemm-run.js";
 import { Heap, type WasmApi, type WasmMemory, wasmApi } from "./heap.js";
 import { PoolHolder } from "./kernel-pool.js";
 import { reduceKernels, reduceModuleBytes } from "./reduce.js";
+import { relaxedSimdAvailable } from "./relaxed.js";
 import { transcendentalKernels, transcendentalModuleBytes } from "./transcendental.js";
 
 export class WasmStorage implements Storage {
@@ -66,6 +74,11 @@ export interface WasmBackendOptions {
   /** Smallest total M N K split over threads. */
   minThreadedWork?: number;
   /**
+   * The matmul's 5 x 8 fused multiply-add tile where relaxed SIMD is available (default; relaxed.ts), else
+   * false for the 4 x 8 mul + add tile. TSGRAD_WASM_FMA=0 turns FMA off for every backend.
+   */
+  fma?: boolean;
+  /**
    * Where tensors live. "wasm" (default): in the shared WebAssembly memory, so kernels read them in place;
    * that memory is limited to 4 GiB and is reclaimed from tensors that are not disposed only when the
    * garbage collector runs. "js": ordinary typed arrays, like the plain CPU backend; the wasm kernels copy
@@ -93,7 +106,8 @@ export const DEFAULT_MIN_THREADED_WORK = 1 << 19;
 
 interface Compiled {
   api: WasmApi;
-  module: object;
+  /** The gemm module of each tile, compiled when first asked for. */
+  gemm: Map<GemmTile, object>;
   elementwise: object;
   transcendental: object;
   reduce: object;
@@ -120,7 +134,7 @@ function compile(): Compiled {
     if (!api) throw new Error("wasm backend: WebAssembly is not available in this runtime");
     compiled = {
       api,
-      module: new api.Module(gemmModuleBytes()),
+      gemm: new Map(),
       elementwise: new api.Module(elementwiseModuleBytes(MEMORY_LIMITS)),
       transcendental: new api.Module(transcendentalModuleBytes(MEMORY_LIMITS)),
       reduce: new api.Module(reduceModuleBytes(MEMORY_LIMITS)),
@@ -163,13 +177,18 @@ export interface WasmBackend extends Backend {
   startThreads(): Promise<boolean>;
   /** Stops the worker threads; the backend keeps working on the calling thread. */
   stopThreads(): void;
+  /** The matmul's register tile (gemm.ts). */
+  readonly tile: GemmTile;
   /** How many matmul calls ran where: the TypeScript kernel, the wasm kernel here, or split over threads. */
   readonly counters: { matmulTs: number; matmulWasm: number; matmulThreaded: number };
 }
 
 export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend {
   const name = options.name ?? "wasm";
-  const { api, module, elementwise, transcendental, reduce, copy } = compile();
+  const { api, gemm: gemmModules, elementwise, transcendental, reduce, copy } = compile();
+  const tile = options.fma !== false && relaxedSimdAvailable(api) ? FMA_TILE : MUL_ADD_TILE;
+  if (!gemmModules.has(tile)) gemmModules.set(tile, new api.Module(gemmModuleBytes(tile)));
+  const module = gemmModules.get(tile)!;
   const memory: WasmMemory = new api.Memory({ ...MEMORY_LIMITS, shared: true });
   const exports = new api.Instance(module, { env: { memory } }).exports;
   const ewExports = new api.Instance(elementwise, { env: { memory } }).exports;
@@ -208,6 +227,7 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
     exports: exports as unknown as GemmContext["exports"],
     pool: () => pools.get(),
     work: heap.alloc(WORKSPACE_BYTES),
+    mr: tile.mr,
     minThreaded,
     counters,
   });
@@ -285,6 +305,7 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
       gemm.runCausal(a, b, a.storage.addr, b.storage.addr, base, spec);
     },
     counters,
+    tile,
     get threads() {
       return threads;
     },
