@@ -153,6 +153,7 @@ describe.each([
     }
   });
 
+  // with the FMA tile these run on the module's narrow set (4 x 8 mul + add), as at most 16 rows or columns
   it("skinny products that read A (column-major, N <= 16) or B (row-major, M <= 16) in place", () => {
     for (const be of [backends.one, backends.two]) {
       for (const [la, lb] of LAYOUTS) {

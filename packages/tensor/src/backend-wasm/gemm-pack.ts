@@ -149,8 +149,8 @@ export function packB(): Func {
  * pack_a(dst, src, rs, cs, mc, kc): panels of `mr` rows (the tile's, 4 or 5: gemm.ts), k-major, zero-padded
  * past mc. A fifth row travels as a scalar beside the vector of the first four.
  */
-export function packA(mr: number): Func {
-  const f = new Func("pack_a", 6);
+export function packA(mr: number, suffix = ""): Func {
+  const f = new Func(`pack_a${suffix}`, 6);
   const [dst, src, rs, cs, mc, kc] = [0, 1, 2, 3, 4, 5];
   const [ip, rows, s, p, ii, t1, t2, kc4, q, mcG] = Array.from({ length: 10 }, () => f.local());
   const row = Array.from({ length: 4 }, () => f.local("v128"));

@@ -7,15 +7,23 @@ import type { CausalSpec, Storage, View } from "../backend/backend.js";
 import { cpuKernels } from "../backend-cpu/index.js";
 import { CpuStorage, dataOf, stridedOffsets } from "../backend-cpu/storage.js";
 import { typedArrayFor } from "../dtype.js";
-import { KC, NR } from "./gemm.js";
+import { type GemmTile, hasNarrowSet, KC, NR, tileFor } from "./gemm.js";
 import { causalParts } from "./gemm-causal.js";
 import type { Heap } from "./heap.js";
 import type { Call, KernelFn, KernelPool } from "./kernel-pool.js";
 import { staged } from "./stage.js";
 
-/** The gemm module's exports the pool may call, in the order of their function indices. */
-export const GEMM_FUNCS = ["sgemm", "sgemm_packed", "pack_b"] as const;
-const [SGEMM, SGEMM_PACKED, PACK_B] = [0, 1, 2];
+/**
+ * The gemm module's exports the pool may call, in the order of their function indices: sgemm,
+ * sgemm_packed and pack_b, then sgemm and sgemm_packed of the narrow set (gemm.ts, tileFor), which are the
+ * main ones in a module without one.
+ */
+export function gemmFuncs(tile: GemmTile): string[] {
+  const n = hasNarrowSet(tile) ? "_narrow" : "";
+  return ["sgemm", "sgemm_packed", "pack_b", `sgemm${n}`, `sgemm_packed${n}`];
+}
+export const GEMM_FUNC_COUNT = 5;
+const [SGEMM, SGEMM_PACKED, PACK_B, SGEMM_NARROW, SGEMM_PACKED_NARROW] = [0, 1, 2, 3, 4];
 
 /**
  * Chunks per thread when a matmul is split: more balance under load. Chunks share one packed B, so more
@@ -27,13 +35,13 @@ const MIN_CHUNK_ROWS = 32;
 export interface GemmContext {
   heap: Heap;
   /** The gemm module's exports on this thread. */
-  exports: Record<(typeof GEMM_FUNCS)[number], KernelFn>;
-  /** The backend's worker pool (its first functions are GEMM_FUNCS), or null on one thread. */
+  exports: Record<string, KernelFn>;
+  /** The backend's worker pool (its first functions are gemmFuncs(tile)), or null on one thread. */
   pool: () => KernelPool | null;
   /** This thread's workspace (WORKSPACE_BYTES). */
   work: number;
-  /** Rows of the module's register tile (gemm.ts, GemmTile). */
-  mr: number;
+  /** The module's register tile (gemm.ts). */
+  tile: GemmTile;
   /** Smallest T M N K split over the threads. */
   minThreaded: number;
   counters: { matmulWasm: number; matmulThreaded: number };
@@ -72,13 +80,15 @@ function operandLayout(a: View, b: View) {
 
 export function createGemm(ctx: GemmContext): Gemm {
   const { heap, work } = ctx;
-  const sgemm = ctx.exports.sgemm;
-  const fns = GEMM_FUNCS.map((n) => ctx.exports[n]);
+  const fns = gemmFuncs(ctx.tile).map((n) => ctx.exports[n]!);
+  const sgemm = fns[SGEMM]!;
 
   /** C (row-major at byte address cBase) (+)= A B, with A and B addressed as `aAddr + 4 * element offset`. */
   const run = (a: View, b: View, aAddr: number, bAddr: number, cBase: number, accumulate = false): void => {
     const { M, N, K, T } = productDims(a, b);
     const acc = accumulate ? 1 : 0;
+    const tile = tileFor(ctx.tile, M, N);
+    const narrow = tile !== ctx.tile;
     const flops = T * M * N * K;
     const { aBatch, bBatch, ars, acs, brs, bcs } = operandLayout(a, b);
     const ldc = N * 4;
@@ -86,8 +96,9 @@ export function createGemm(ctx: GemmContext): Gemm {
     const p = pool?.ready ? pool : null; // until the workers are up, run here
     if (!p) {
       ctx.counters.matmulWasm++;
+      const fn = fns[narrow ? SGEMM_NARROW : SGEMM]!;
       for (let t = 0; t < T; t++)
-        sgemm(
+        fn(
           M,
           N,
           K,
@@ -118,7 +129,7 @@ export function createGemm(ctx: GemmContext): Gemm {
     let mCh = M;
     let nCh = N;
     if (within) {
-      mCh = Math.max(MIN_CHUNK_ROWS, Math.ceil(M / per / ctx.mr) * ctx.mr);
+      mCh = Math.max(MIN_CHUNK_ROWS, Math.ceil(M / per / tile.mr) * tile.mr);
       if (Math.ceil(M / mCh) < Math.min(per, P)) {
         mCh = M;
         nCh = Math.max(MIN_CHUNK_ROWS, Math.ceil(N / per / NR) * NR);
@@ -149,7 +160,7 @@ export function createGemm(ctx: GemmContext): Gemm {
           const cols = Math.min(nCh, N - n0);
           if (shared)
             calls.push([
-              SGEMM_PACKED,
+              narrow ? SGEMM_PACKED_NARROW : SGEMM_PACKED,
               rows,
               cols,
               K,
@@ -165,7 +176,7 @@ export function createGemm(ctx: GemmContext): Gemm {
             ]);
           else
             calls.push([
-              SGEMM,
+              narrow ? SGEMM_NARROW : SGEMM,
               rows,
               cols,
               K,
@@ -198,7 +209,7 @@ export function createGemm(ctx: GemmContext): Gemm {
     const { M, N, K, T } = productDims(a, b);
     const { aBatch, bBatch, ars, acs, brs, bcs } = operandLayout(a, b);
     const ldc = N * 4;
-    const parts = causalParts(spec, M, N, K, ctx.mr);
+    const parts = causalParts(spec, M, N, K, ctx.tile.mr);
     const pool = T * M * N * K >= ctx.minThreaded ? ctx.pool() : null;
     if (!pool?.ready) {
       // here: straight calls (a call table's copies cost about as much as a block's product)

@@ -57,9 +57,9 @@ export const FMA_TILE: GemmTile = { mr: 5, fma: true };
  * the k loop, and a function of one tile had its k loop left unrolled (59-60 against 62 GFLOP/s for the
  * 5 x 8 tile).
  */
-export function panelFn(tile: GemmTile): Func {
+export function panelFn(tile: GemmTile, suffix = ""): Func {
   const MR = tile.mr;
-  const f = new Func("panel", 10);
+  const f = new Func(`panel${suffix}`, 10);
   const [a0, b0p, kc, aStep, bStep, aRow, tiles, cp, ldc, first] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
   const [i, a, b, bEnd, cRow] = Array.from({ length: 5 }, () => f.local());
   const acc = Array.from({ length: 2 * MR }, () => f.local("v128"));

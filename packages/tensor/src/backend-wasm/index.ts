@@ -27,7 +27,14 @@ import {
   MUL_ADD_TILE,
   WORKSPACE_BYTES,
 } from "./gemm.js";
-import { createGemm, GEMM_FUNCS, type GemmContext, productDims, wasmProduct } from "./gemm-run.js";
+import {
+  createGemm,
+  GEMM_FUNC_COUNT,
+  type GemmContext,
+  gemmFuncs,
+  productDims,
+  wasmProduct,
+} from "./gemm-run.js";
 import { Heap, type WasmApi, type WasmMemory, wasmApi } from "./heap.js";
 import { PoolHolder } from "./kernel-pool.js";
 import { reduceKernels, reduceModuleBytes } from "./reduce.js";
@@ -216,7 +223,7 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
   const pools = new PoolHolder(
     heap,
     [
-      { module, names: GEMM_FUNCS },
+      { module, names: gemmFuncs(tile) },
       { module: fusedModule(api), names: SPLIT_FUNCS },
     ],
     () => (node ? threads : 1),
@@ -227,7 +234,7 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
     exports: exports as unknown as GemmContext["exports"],
     pool: () => pools.get(),
     work: heap.alloc(WORKSPACE_BYTES),
-    mr: tile.mr,
+    tile,
     minThreaded,
     counters,
   });
@@ -278,7 +285,7 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
     inHeap: (v) => inHeap(v.storage),
     minSize: options.minFused,
     pool: () => pools.get(),
-    poolOffset: GEMM_FUNCS.length,
+    poolOffset: GEMM_FUNC_COUNT,
   });
 
   return {
