@@ -1,15 +1,21 @@
 // The wasm fused kernels' fast float32 exp (backend-wasm/fused-exp.ts) alone, densely against Math.exp over
-// the float32 range and at special values, and the f64 log of the row sums against Math.log.
+// the float32 range and at special values, and the f64 log of the row sums against Math.log; built with
+// separate multiplies and adds and with fused multiply-add (relaxed SIMD, the default where it exists).
 
 import { describe, expect, it } from "vitest";
 import { fusedModuleBytes } from "../src/backend-wasm/fused-simd.js";
 import { MEMORY_LIMITS } from "../src/backend-wasm/gemm.js";
 import { wasmApi } from "../src/backend-wasm/heap.js";
+import { relaxedSimdAvailable } from "../src/backend-wasm/relaxed.js";
 
-describe("fast float32 exp (f32x4)", () => {
+describe.each([false, true])("fast float32 exp (f32x4), fma %s", (fma) => {
+  it("builds (relaxed SIMD is there on Node 20 once its flag is on)", () => {
+    expect(relaxedSimdAvailable(wasmApi()!)).toBe(true);
+  });
   const mem = new (wasmApi()!.Memory)({ ...MEMORY_LIMITS, shared: true });
   mem.grow(128);
-  const ex = new (wasmApi()!.Instance)(new (wasmApi()!.Module)(fusedModuleBytes(MEMORY_LIMITS)), {
+  relaxedSimdAvailable(wasmApi()!);
+  const ex = new (wasmApi()!.Instance)(new (wasmApi()!.Module)(fusedModuleBytes(MEMORY_LIMITS, fma)), {
     env: { memory: mem },
   }).exports as Record<string, (...a: number[]) => number>;
   const N = 1 << 20;

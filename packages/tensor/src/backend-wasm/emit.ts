@@ -106,6 +106,8 @@ export const f32x4div = (a: Code, b: Code): Code => [...a, ...b, ...simd(0xe7)];
 export const f32x4neg = (a: Code): Code => [...a, ...simd(0xe1)];
 /** a b + c, fused where the hardware has FMA (relaxed SIMD f32x4.relaxed_madd; see relaxed.ts). */
 export const f32x4madd = (a: Code, b: Code, c: Code): Code => [...a, ...b, ...c, ...simd(0x105)];
+/** c - a b, fused where the hardware has FMA (f32x4.relaxed_nmadd). */
+export const f32x4nmadd = (a: Code, b: Code, c: Code): Code => [...a, ...b, ...c, ...simd(0x106)];
 export const f32sub = bin(0x93);
 export const f32mul = bin(0x94);
 export const f32div = bin(0x95);

@@ -56,6 +56,7 @@ import {
   rowsFunc,
   VExp,
   vstore,
+  withFma,
 } from "./fused-exp.js";
 import { normFuncs } from "./fused-norm.js";
 import type { MEMORY_LIMITS } from "./gemm.js";
@@ -271,22 +272,21 @@ function expF32(): Func {
   return elementwise("exp", 1, 1, (ex, _f, x) => [ex.of(x!)]);
 }
 
-export function fusedModuleBytes(memory: typeof MEMORY_LIMITS): Uint8Array {
-  return encodeModule(
-    [
-      log64(),
-      expF32(),
-      softmaxRows(false),
-      softmaxRows(true),
-      lseRows(),
-      softmaxBackRows(false),
-      softmaxBackRows(true),
-      ceBackward(),
-      swiglu(),
-      swigluBackward(),
-      ...normFuncs(),
-      ...attnFuncs(),
-    ],
-    memory,
-  );
+/** The module's bytes; `fma`: the exp uses relaxed SIMD's fused multiply-add (withFma). */
+export function fusedModuleBytes(memory: typeof MEMORY_LIMITS, fma = false): Uint8Array {
+  const funcs = withFma(fma, () => [
+    log64(),
+    expF32(),
+    softmaxRows(false),
+    softmaxRows(true),
+    lseRows(),
+    softmaxBackRows(false),
+    softmaxBackRows(true),
+    ceBackward(),
+    swiglu(),
+    swigluBackward(),
+    ...normFuncs(),
+    ...attnFuncs(),
+  ]);
+  return encodeModule(funcs, memory);
 }

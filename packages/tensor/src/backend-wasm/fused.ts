@@ -15,6 +15,7 @@ import { DEFAULT_MIN_FUSED_THREADED, FusedRunner, SPLIT_FUNCS, type SplitFunc } 
 import { MEMORY_LIMITS } from "./gemm.js";
 import { type Heap, type WasmApi, wasmApi } from "./heap.js";
 import { type KernelPool, PoolHolder } from "./kernel-pool.js";
+import { relaxedSimdAvailable } from "./relaxed.js";
 import { type Stage, staged } from "./stage.js";
 
 export interface FusedContext {
@@ -54,9 +55,9 @@ export function wasmFusedCounters(table: object): WasmFusedCounters | undefined 
 
 let compiled: object | null = null;
 
-/** The compiled fused-kernel module (compiled once per process). */
+/** The compiled fused-kernel module (compiled once per process; with FMA where relaxed SIMD is there). */
 export function fusedModule(api: WasmApi): object {
-  compiled ??= new api.Module(fusedModuleBytes(MEMORY_LIMITS));
+  compiled ??= new api.Module(fusedModuleBytes(MEMORY_LIMITS, relaxedSimdAvailable(api)));
   return compiled;
 }
 
