@@ -1,5 +1,11 @@
-// The TSGRAD_* settings read from the environment: through globalThis, so the package also loads where
-// there is no `process` (a browser), and every setting then takes its default.
+// The TSGRAD_* settings read from the environment, and Node's built-in modules: through globalThis, so the
+// package also loads where there is no `process` (a browser), and every setting then takes its default.
+
+/** Node's built-in module `id` (process.getBuiltinModule), or undefined outside Node. */
+export function nodeBuiltin<T>(id: string): T | undefined {
+  const proc = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process;
+  return proc?.getBuiltinModule?.(id) as T | undefined;
+}
 
 /** The environment variable `name`, or undefined where it is unset or there is no environment. */
 export function envVar(name: string): string | undefined {

@@ -40,9 +40,7 @@ export function buildAttentionMask(
     throw new RangeError(
       `packed sequences: expected ${B} x ${T} segment ids and no past, got ${segments.length}`,
     );
-  const hasPadding =
-    attentionMask !== null && Array.prototype.some.call(attentionMask, (v: number) => v === 0);
-  if (T === 1 && !hasPadding) return null;
+  if (T === 1 && !hasPadding(attentionMask)) return null;
   const min = dtypeMin(dtype);
   const arr = dtype === "float64" ? new Float64Array(B * T * S) : new Float32Array(B * T * S);
   for (let b = 0; b < B; b++)
@@ -55,6 +53,11 @@ export function buildAttentionMask(
         if (!visible) arr[(b * T + i) * S + j] = min;
       }
   return tensor(arr, { shape: [B, 1, T, S], dtype });
+}
+
+/** Whether an attention_mask hides any position (has a 0). */
+export function hasPadding(attentionMask: ArrayLike<number> | null | undefined): boolean {
+  return attentionMask != null && Array.prototype.some.call(attentionMask, (v: number) => v === 0);
 }
 
 /**

@@ -4,7 +4,7 @@
 
 import { crossEntropy, type DType, isGradEnabled, noGrad, ones, type Tensor, tensor } from "@tsgrad/tensor";
 import { type GenerateOptions, generate } from "../generation/generate.js";
-import { buildAttentionMask, type KVCache, packedSequenceIds } from "../layers/attention.js";
+import { buildAttentionMask, hasPadding, type KVCache, packedSequenceIds } from "../layers/attention.js";
 import { checkpoint } from "../layers/checkpoint.js";
 import { DecoderLayer } from "../layers/decoder-layer.js";
 import { Embedding } from "../layers/embedding.js";
@@ -132,10 +132,7 @@ export class DecoderModel extends Module {
     const mask = buildAttentionMask(args.attentionMask, B, T, args.past, embeds.dtype, segments); // [B, 1, T, S]
     // Without padding or packing the mask is exactly causal, and attention may skip what it hides. (With
     // padding, a query row that sees no key at all gets uniform weights over every key, above its diagonal too.)
-    const am = args.attentionMask;
-    const causal =
-      segments === null &&
-      (am === null || am === undefined || !Array.prototype.some.call(am, (v: number) => v === 0));
+    const causal = segments === null && !hasPadding(args.attentionMask);
     const recompute = this._gradientCheckpointing && this.training && isGradEnabled() && !args.cache;
     let h = embeds;
     this.layers.forEach((layer, i) => {

@@ -22,7 +22,6 @@ export function gemmFuncs(tile: GemmTile): string[] {
   const n = hasNarrowSet(tile) ? "_narrow" : "";
   return ["sgemm", "sgemm_packed", "pack_b", `sgemm${n}`, `sgemm_packed${n}`];
 }
-export const GEMM_FUNC_COUNT = 5;
 const [SGEMM, SGEMM_PACKED, PACK_B, SGEMM_NARROW, SGEMM_PACKED_NARROW] = [0, 1, 2, 3, 4];
 
 /**
@@ -88,7 +87,7 @@ export function createGemm(ctx: GemmContext): Gemm {
     const { M, N, K, T } = productDims(a, b);
     const acc = accumulate ? 1 : 0;
     const tile = tileFor(ctx.tile, M, N);
-    const narrow = tile !== ctx.tile;
+    const [SG, SG_PACKED] = tile === ctx.tile ? [SGEMM, SGEMM_PACKED] : [SGEMM_NARROW, SGEMM_PACKED_NARROW];
     const flops = T * M * N * K;
     const { aBatch, bBatch, ars, acs, brs, bcs } = operandLayout(a, b);
     const ldc = N * 4;
@@ -96,7 +95,7 @@ export function createGemm(ctx: GemmContext): Gemm {
     const p = pool?.ready ? pool : null; // until the workers are up, run here
     if (!p) {
       ctx.counters.matmulWasm++;
-      const fn = fns[narrow ? SGEMM_NARROW : SGEMM]!;
+      const fn = fns[SG]!;
       for (let t = 0; t < T; t++)
         fn(
           M,
@@ -160,7 +159,7 @@ export function createGemm(ctx: GemmContext): Gemm {
           const cols = Math.min(nCh, N - n0);
           if (shared)
             calls.push([
-              narrow ? SGEMM_PACKED_NARROW : SGEMM_PACKED,
+              SG_PACKED,
               rows,
               cols,
               K,
@@ -176,7 +175,7 @@ export function createGemm(ctx: GemmContext): Gemm {
             ]);
           else
             calls.push([
-              narrow ? SGEMM_NARROW : SGEMM,
+              SG,
               rows,
               cols,
               K,

@@ -13,7 +13,7 @@ import { cpuKernels } from "../backend-cpu/index.js";
 import { BufferPool, defaultPoolBytes, fillPoison, poisonUninitialized } from "../backend-cpu/pool.js";
 import { CpuStorage, rowMajor } from "../backend-cpu/storage.js";
 import { bytesPerElement, type DType, type TypedArray, typedArrayFor } from "../dtype.js";
-import { envMiB, envVar } from "../env.js";
+import { envMiB, envVar, nodeBuiltin } from "../env.js";
 import type { Kernel, KernelTable } from "../ops/signatures.js";
 import { copyKernel, copyModuleBytes } from "./copy.js";
 import { elementwiseKernels, elementwiseModuleBytes } from "./elementwise.js";
@@ -27,19 +27,13 @@ import {
   MUL_ADD_TILE,
   WORKSPACE_BYTES,
 } from "./gemm.js";
-import {
-  createGemm,
-  GEMM_FUNC_COUNT,
-  type GemmContext,
-  gemmFuncs,
-  productDims,
-  wasmProduct,
-} from "./gemm-run.js";
+import { createGemm, type GemmContext, gemmFuncs, productDims, wasmProduct } from "./gemm-run.js";
 import { Heap, type WasmApi, type WasmMemory, wasmApi } from "./heap.js";
 import { PoolHolder } from "./kernel-pool.js";
 import { reduceKernels, reduceModuleBytes } from "./reduce.js";
 import { relaxedSimdAvailable } from "./relaxed.js";
 import { transcendentalKernels, transcendentalModuleBytes } from "./transcendental.js";
+import { workerCtor } from "./worker-group.js";
 
 export class WasmStorage implements Storage {
   readonly backend: string;
@@ -157,13 +151,10 @@ interface NodeThreads {
 }
 
 function nodeThreads(): NodeThreads | null {
-  const proc = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process;
-  const load = proc?.getBuiltinModule;
-  if (!load) return null;
-  const wt = load("node:worker_threads") as { Worker?: unknown; isMainThread?: boolean } | undefined;
-  const os = load("node:os") as { availableParallelism?: () => number; cpus(): unknown[] } | undefined;
-  if (!wt?.Worker || !os) return null;
-  return { Worker: wt.Worker, cores: os.availableParallelism?.() ?? os.cpus().length };
+  const Worker = workerCtor();
+  const os = nodeBuiltin<{ availableParallelism?: () => number; cpus(): unknown[] }>("node:os");
+  if (!Worker || !os) return null;
+  return { Worker, cores: os.availableParallelism?.() ?? os.cpus().length };
 }
 
 /** Thread count: the option, else TSGRAD_NUM_THREADS, else every core. */
@@ -196,6 +187,7 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
   const tile = options.fma !== false && relaxedSimdAvailable(api) ? FMA_TILE : MUL_ADD_TILE;
   if (!gemmModules.has(tile)) gemmModules.set(tile, new api.Module(gemmModuleBytes(tile)));
   const module = gemmModules.get(tile)!;
+  const gemmNames = gemmFuncs(tile);
   const memory: WasmMemory = new api.Memory({ ...MEMORY_LIMITS, shared: true });
   const exports = new api.Instance(module, { env: { memory } }).exports;
   const ewExports = new api.Instance(elementwise, { env: { memory } }).exports;
@@ -223,7 +215,7 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
   const pools = new PoolHolder(
     heap,
     [
-      { module, names: gemmFuncs(tile) },
+      { module, names: gemmNames },
       { module: fusedModule(api), names: SPLIT_FUNCS },
     ],
     () => (node ? threads : 1),
@@ -285,7 +277,7 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
     inHeap: (v) => inHeap(v.storage),
     minSize: options.minFused,
     pool: () => pools.get(),
-    poolOffset: GEMM_FUNC_COUNT,
+    poolOffset: gemmNames.length,
   });
 
   return {

@@ -8,7 +8,7 @@
 // relaxed_madd rounds once where the CPU has FMA (as OpenBLAS's kernels do) and twice where it has not;
 // either way a product is within the same float32 tolerance of the exact one.
 
-import { envVar } from "../env.js";
+import { envVar, nodeBuiltin } from "../env.js";
 import { encodeModule, Func, f32x4madd, v128zero } from "./emit.js";
 
 interface Validator {
@@ -33,8 +33,8 @@ export function relaxedSimdAvailable(api: Validator): boolean {
 function probe(api: Validator): boolean {
   const bytes = probeBytes();
   if (api.validate(bytes)) return true;
-  const proc = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process;
-  const v8 = proc?.getBuiltinModule?.("node:v8") as { setFlagsFromString?: (f: string) => void } | undefined;
-  v8?.setFlagsFromString?.("--experimental-wasm-relaxed-simd");
+  nodeBuiltin<{ setFlagsFromString?: (f: string) => void }>("node:v8")?.setFlagsFromString?.(
+    "--experimental-wasm-relaxed-simd",
+  );
   return api.validate(bytes);
 }

@@ -6,7 +6,7 @@
 // Atomics.wait: waking a blocked thread took 40-55 us per job here, against 1-2 us for a spinning one, and a
 // training step posts a few hundred jobs.
 
-import { envVar } from "../env.js";
+import { envVar, nodeBuiltin } from "../env.js";
 
 /** Int32 words of the control block every pool starts with; a pool puts its job words after them. */
 export const GEN = 0;
@@ -78,9 +78,7 @@ export type WorkerCtor = new (src: string, options: { eval: true; workerData: un
 
 /** node:worker_threads' Worker, or null where there are no worker threads. */
 export function workerCtor(): WorkerCtor | null {
-  const proc = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process;
-  const wt = proc?.getBuiltinModule?.("node:worker_threads") as { Worker?: WorkerCtor } | undefined;
-  return wt?.Worker ?? null;
+  return nodeBuiltin<{ Worker?: WorkerCtor }>("node:worker_threads")?.Worker ?? null;
 }
 
 export class WorkerGroup {
