@@ -6,7 +6,7 @@
 import { readFileSync } from "node:fs";
 import { AdamW, LlamaConfig, LlamaForCausalLM } from "@tsgrad/nn";
 import { getPeftModel, LoraConfig } from "@tsgrad/peft";
-import { causalParts, crossEntropy, getBackend, type Tensor, tensor, tidy } from "@tsgrad/tensor";
+import { causalWork, crossEntropy, getBackend, type Tensor, tensor, tidy } from "@tsgrad/tensor";
 import { argOpt, median } from "./common.js";
 
 export const HIDDEN = 256;
@@ -82,8 +82,8 @@ export async function child(args: string[]): Promise<void> {
     return r;
   };
   // the other products the wasm backend runs: c += a b (the fused LoRA op) and causal attention's, which
-  // count the multiply-adds they do (causalParts), not the whole product's
-  type Spec = Parameters<typeof causalParts>[0];
+  // count the multiply-adds they do (causalWork), not the whole product's
+  type Spec = Parameters<typeof causalWork>[0];
   const mr = (backend as { tile?: { mr: number } }).tile?.mr ?? 4; // the register tile's rows
   const dims = (a: V, b: V) => [a.layout.shape.at(-2)!, b.layout.shape.at(-1)!, a.layout.shape.at(-1)!];
   const batch = (c: V) => c.layout.shape.slice(0, -2).reduce((x, y) => x * y, 1);
@@ -109,7 +109,9 @@ export async function child(args: string[]): Promise<void> {
   });
   wrap<(a: V, b: V, c: V, s: Spec) => void>("matmulCausal", (a, b, c, s) => {
     const [M, N, K] = dims(a, b);
-    return 2 * batch(c) * causalParts(s, M, N, K, mr).reduce((t, p) => t + p.rows * p.cols * p.kLen, 0);
+    const groups = s.kind === "kT" ? K / s.period : M / s.period;
+    const [m, k] = s.kind === "kT" ? [M, s.period] : [s.period, K];
+    return 2 * batch(c) * groups * causalWork(s, m, N, k, mr);
   });
   // --profile: time every kernel call of the timed steps, by kernel name and argument shapes
   if (args.includes("--profile")) {

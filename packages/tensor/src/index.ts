@@ -24,7 +24,7 @@ export type { Backend, CausalSpec, Layout, Storage, View } from "./backend/backe
 export { getBackend, getCpuBackend, listBackends, registerBackend, setBackend } from "./backend/registry.js";
 export { cpuFusedKernels, cpuKernels, createCpuBackend } from "./backend-cpu/index.js";
 export { FMA_TILE, type GemmTile, MUL_ADD_TILE } from "./backend-wasm/gemm.js";
-export { type CausalPart, causalParts } from "./backend-wasm/gemm-causal.js";
+export { causalWork } from "./backend-wasm/gemm-causal.js";
 export {
   createWasmBackend,
   initWasmBackend,

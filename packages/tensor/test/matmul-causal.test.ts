@@ -5,6 +5,7 @@ import {
   type Backend,
   type CausalSpec,
   causalMatmul,
+  causalWork,
   createCpuBackend,
   createWasmBackend,
   registerBackend,
@@ -57,6 +58,8 @@ describe("causalMatmul", () => {
       [1, 48, 0, 8],
       [2, 64, 0, 12],
       [2, 45, 5, 16], // a KV cache: S = T + 5
+      [1, 300, 0, 20], // k deeper than a K block (256), rows past an A block (160 or 128 rows)
+      [2, 170, 3, 9], // partial column panels, several blocks of A's rows
     ])
       it(`cols, k and kT equal the whole product where it counts (${device}, g ${g}, T ${T}, offset ${off})`, () => {
         const B = 3;
@@ -77,7 +80,7 @@ describe("causalMatmul", () => {
         const dense = q.matmul(k.mT).dataSync();
         for (let i = 0; i < dense.length; i++) {
           const [row, s] = [Math.floor(i / S), i % S];
-          // above the diagonal: 0 where skipped, else (blocks of rows share a reach) the true value
+          // above the diagonal: 0 where skipped, else (a register tile's rows share a reach) the true value
           const ok = Math.abs(scores[i]! - dense[i]!) < 1e-5 || (above(row % T, s) && scores[i] === 0);
           if (!ok) expect([row, s, scores[i], dense[i]]).toBe("the product or, above the diagonal, 0");
         }
@@ -100,6 +103,23 @@ describe("causalMatmul", () => {
         );
       });
   }
+
+  it("skips about half of a square causal product, tile by tile (causalWork)", () => {
+    const whole = 128 * 128 * 64;
+    for (const kind of ["cols", "k", "kT"] as const)
+      for (const mr of [4, 5]) {
+        const share =
+          causalWork(
+            { period: 128, offset: 0, kind },
+            128,
+            kind === "cols" ? 128 : 64,
+            kind === "cols" ? 64 : 128,
+            mr,
+          ) / whole;
+        expect(share).toBeGreaterThan(0.5);
+        expect(share).toBeLessThan(0.56);
+      }
+  });
 
   it("splits over two threads, and rejects rows that are not whole groups", () => {
     const before = two.counters.matmulThreaded;

@@ -8,7 +8,7 @@ import { cpuKernels } from "../backend-cpu/index.js";
 import { CpuStorage, dataOf, stridedOffsets } from "../backend-cpu/storage.js";
 import { typedArrayFor } from "../dtype.js";
 import { type GemmTile, hasNarrowSet, KC, NR, tileFor } from "./gemm.js";
-import { causalParts } from "./gemm-causal.js";
+import { CAUSAL_KIND } from "./gemm-causal.js";
 import type { Heap } from "./heap.js";
 import type { Call, KernelFn, KernelPool } from "./kernel-pool.js";
 import { staged } from "./stage.js";
@@ -16,13 +16,13 @@ import { staged } from "./stage.js";
 /**
  * The gemm module's exports the pool may call, in the order of their function indices: sgemm,
  * sgemm_packed and pack_b, then sgemm and sgemm_packed of the narrow set (gemm.ts, tileFor), which are the
- * main ones in a module without one.
+ * main ones in a module without one, and sgemm_causal (gemm-causal.ts).
  */
 export function gemmFuncs(tile: GemmTile): string[] {
   const n = hasNarrowSet(tile) ? "_narrow" : "";
-  return ["sgemm", "sgemm_packed", "pack_b", `sgemm${n}`, `sgemm_packed${n}`];
+  return ["sgemm", "sgemm_packed", "pack_b", `sgemm${n}`, `sgemm_packed${n}`, "sgemm_causal"];
 }
-const [SGEMM, SGEMM_PACKED, PACK_B, SGEMM_NARROW, SGEMM_PACKED_NARROW] = [0, 1, 2, 3, 4];
+const [SGEMM, SGEMM_PACKED, PACK_B, SGEMM_NARROW, SGEMM_PACKED_NARROW, SGEMM_CAUSAL] = [0, 1, 2, 3, 4, 5];
 
 /**
  * Chunks per thread when a matmul is split: more balance under load. Chunks share one packed B, so more
@@ -80,7 +80,6 @@ function operandLayout(a: View, b: View) {
 export function createGemm(ctx: GemmContext): Gemm {
   const { heap, work } = ctx;
   const fns = gemmFuncs(ctx.tile).map((n) => ctx.exports[n]!);
-  const sgemm = fns[SGEMM]!;
 
   /** C (row-major at byte address cBase) (+)= A B, with A and B addressed as `aAddr + 4 * element offset`. */
   const run = (a: View, b: View, aAddr: number, bAddr: number, cBase: number, accumulate = false): void => {
@@ -208,52 +207,46 @@ export function createGemm(ctx: GemmContext): Gemm {
     const { M, N, K, T } = productDims(a, b);
     const { aBatch, bBatch, ars, acs, brs, bcs } = operandLayout(a, b);
     const ldc = N * 4;
-    const parts = causalParts(spec, M, N, K, ctx.tile.mr);
+    const { period, offset } = spec;
+    // A call per batch entry, its groups (of rows, or of k for "kT") done in the kernel; split into chunks
+    // of whole tiles of the causal rows when there are fewer entries than the threads want.
+    const kT = spec.kind === "kT";
+    const [rows, depth, groups] = kT ? [M, period, K / period] : [period, K, M / period];
     const pool = T * M * N * K >= ctx.minThreaded ? ctx.pool() : null;
-    if (!pool?.ready) {
-      // here: straight calls (a call table's copies cost about as much as a block's product)
-      ctx.counters.matmulWasm++;
-      for (let t = 0; t < T; t++) {
-        const [a0, b0, c0] = [aAddr + aBatch[t]! * 4, bAddr + bBatch[t]! * 4, cBase + t * M * N * 4];
-        for (const { r0, rows, cols, k0, kLen } of parts)
-          sgemm(
-            rows,
-            cols,
-            kLen,
-            a0 + r0 * ars + k0 * acs,
-            ars,
-            acs,
-            b0 + k0 * brs,
-            brs,
-            bcs,
-            c0 + r0 * ldc,
-            ldc,
-            0,
-            work,
-          );
-      }
-      return;
-    }
+    const p = pool?.ready ? pool : null;
+    const want = p ? CHUNKS_PER_THREAD * (p.size + 1) : 1;
+    const mr = ctx.tile.mr;
+    const chunk = Math.max(8 * mr, Math.ceil(rows / Math.ceil(want / T) / mr) * mr);
     const calls: Call[] = [];
     for (let t = 0; t < T; t++)
-      for (const { r0, rows, cols, k0, kLen } of parts)
+      for (let r0 = 0; r0 < rows; r0 += chunk)
         calls.push([
-          SGEMM,
-          rows,
-          cols,
-          kLen,
-          aAddr + aBatch[t]! * 4 + r0 * ars + k0 * acs,
+          SGEMM_CAUSAL,
+          Math.min(chunk, rows - r0),
+          N,
+          depth,
+          aAddr + aBatch[t]! * 4 + r0 * ars,
           ars,
           acs,
-          bAddr + bBatch[t]! * 4 + k0 * brs,
+          bAddr + bBatch[t]! * 4,
           brs,
           bcs,
           cBase + t * M * N * 4 + r0 * ldc,
           ldc,
-          0,
+          r0,
+          offset,
+          CAUSAL_KIND[spec.kind],
+          groups,
+          period,
         ]);
+    if (!p) {
+      ctx.counters.matmulWasm++;
+      const fn = fns[SGEMM_CAUSAL]!;
+      for (const c of calls) fn(...c.slice(1), work);
+      return;
+    }
     ctx.counters.matmulThreaded++;
-    pool.run(calls, fns, heap, { work, withWork: () => true });
+    p.run(calls, fns, heap, { work, withWork: () => true });
   };
 
   return { run, runCausal };

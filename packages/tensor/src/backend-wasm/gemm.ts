@@ -28,6 +28,7 @@ import {
   set,
   sub,
 } from "./emit.js";
+import { causalFuncs } from "./gemm-causal.js";
 import { NR, packA, packB } from "./gemm-pack.js";
 import { FMA_TILE, type GemmTile, MUL_ADD_TILE, panelFn, tileEdge } from "./gemm-tile.js";
 
@@ -324,5 +325,23 @@ export const MEMORY_LIMITS = { initial: 64, maximum: 65536 } as const;
 export function gemmModuleBytes(tile: GemmTile = MUL_ADD_TILE): Uint8Array {
   const funcs = [packB(), tileEdge(), ...tileSet(tile, MAIN, "")];
   if (hasNarrowSet(tile)) funcs.push(...tileSet(MUL_ADD_TILE, NARROW, "_narrow"));
+  // the causal products (gemm-causal.ts), on the main tile
+  funcs.push(
+    ...causalFuncs({
+      mr: tile.mr,
+      mc: mcOf(tile),
+      kc: KC,
+      nc: NC,
+      packBAt: PACK_A_BYTES,
+      scratchAt: PACK_A_BYTES + PACK_B_BYTES,
+      fn: {
+        packA: MAIN.pack_a,
+        packB: PACK_B,
+        panel: MAIN.panel,
+        tileEdge: TILE_EDGE,
+        gebpCausal: funcs.length,
+      },
+    }),
+  );
   return encodeModule(funcs, MEMORY_LIMITS);
 }
