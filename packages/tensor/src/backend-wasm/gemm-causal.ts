@@ -13,9 +13,11 @@ import {
   type Code,
   call,
   cat,
+  divU,
   eq,
   Func,
   forRange,
+  ge,
   get,
   gt,
   i32c,
@@ -72,69 +74,101 @@ function tileRange(
 }
 
 /**
- * gebp_causal(mc, nc, kc, pa, pb, c, ldc, scratch, row0, col0, k0, K, offset, kind): C[mc, nc] += A B over
- * packed panels (as gebp in gemm.ts: A at pa, kc deep, B at pb) of the K block starting at k0, each tile
- * only over the k its rows need; row0 and col0 are the causal row and column of the block's first row
- * and column, K the product's whole depth.
+ * gebp_causal(mc, nc, kc, pa, pb, c, ldc, scratch, row0, col0, k0, K, offset, kind, fresh): C[mc, nc] +=
+ * A B over packed panels (as gebp in gemm.ts: A at pa, kc deep, B at pb) of the K block starting at k0,
+ * each tile only over the k its rows need; row0 and col0 are the causal row and column of the block's
+ * first row and column, K the product's whole depth. With `fresh`, C holds nothing from an earlier call
+ * (it is zero), so a tile's first K block writes it instead of adding to it.
  */
 function gebpCausal(L: CausalLayout): Func {
   const MR = L.mr;
-  const f = new Func("gebp_causal", 14);
-  const [mc, nc, kc, pa, pb, c, ldc, scratch, row0, col0, k0, K, offset, kind] = Array.from(
-    { length: 14 },
+  const f = new Func("gebp_causal", 15);
+  const [mc, nc, kc, pa, pb, c, ldc, scratch, row0, col0, k0, K, offset, kind, fresh] = Array.from(
+    { length: 15 },
     (_, i) => i,
   );
-  const [jp, ip, cols, rows, b, t0, t1, lo, hi, col, x, y] = Array.from({ length: 12 }, () => f.local());
-  const tile = (target: Code, ldt: Code, first: number): Code =>
+  const [jp, ip, cols, rows, b, t0, t1, lo, hi, col, first, whole, i0, start, x, y] = Array.from(
+    { length: 16 },
+    () => f.local(),
+  );
+  const panel = (row: Code, k: Code, kLen: Code, tiles: Code, target: Code, ldt: Code, first: Code): Code =>
     call(
       L.fn.panel,
-      add(add(get(pa), mul(get(ip), mul(get(kc), i32c(4)))), mul(get(lo), i32c(4 * MR))),
-      add(get(b), mul(get(lo), i32c(4 * NR))),
-      sub(get(hi), get(lo)),
+      add(add(get(pa), mul(row, mul(get(kc), i32c(4)))), mul(k, i32c(4 * MR))),
+      add(get(b), mul(k, i32c(4 * NR))),
+      kLen,
       i32c(4 * MR),
       i32c(4 * NR),
       mul(get(kc), i32c(4)),
-      i32c(1),
+      tiles,
       target,
       ldt,
-      i32c(first),
+      first,
     );
-  f.body = forRange(
-    jp,
-    i32c(0),
-    get(nc),
-    NR,
-    set(cols, minI(sub(get(nc), get(jp)), i32c(NR), x, y)),
-    set(b, add(get(pb), mul(get(jp), mul(get(kc), i32c(4))))),
-    set(col, add(get(col0), get(jp))),
+  const tile = (target: Code, ldt: Code, first: Code): Code =>
+    panel(get(ip), get(lo), sub(get(hi), get(lo)), i32c(1), target, ldt, first);
+  // "cols": the whole tiles of a full column panel from the first one that reaches it, one run of full k
+  const colsRun = cat(
+    set(i0, sub(sub(get(col), get(offset)), add(get(row0), i32c(MR - 1)))),
+    set(i0, select(mul(divU(add(get(i0), i32c(MR - 1)), i32c(MR)), i32c(MR)), i32c(0), gt(get(i0), i32c(0)))),
+    set(i0, minI(get(i0), get(whole), x, y)),
+    ifThen(
+      lt(get(i0), get(whole)),
+      panel(
+        get(i0),
+        i32c(0),
+        get(kc),
+        divU(sub(get(whole), get(i0)), i32c(MR)),
+        add(get(c), add(mul(get(i0), get(ldc)), mul(get(jp), i32c(4)))),
+        get(ldc),
+        and(get(fresh), eq(get(k0), i32c(0))),
+      ),
+    ),
+    set(start, get(whole)),
+  );
+  f.body = cat(
+    set(whole, mul(divU(get(mc), i32c(MR)), i32c(MR))),
     forRange(
-      ip,
+      jp,
       i32c(0),
-      get(mc),
-      MR,
-      set(rows, minI(sub(get(mc), get(ip)), i32c(MR), x, y)),
-      set(t0, add(get(row0), get(ip))),
-      set(t1, sub(add(get(t0), get(rows)), i32c(1))),
-      tileRange({ kind, t0, t1, offset, col, K, lo, hi }, [x, y]),
-      // the range within this K block
-      set(lo, maxI(sub(get(lo), get(k0)), i32c(0), x, y)),
-      set(hi, minI(sub(get(hi), get(k0)), get(kc), x, y)),
-      ifThen(
-        lt(get(lo), get(hi)),
+      get(nc),
+      NR,
+      set(cols, minI(sub(get(nc), get(jp)), i32c(NR), x, y)),
+      set(b, add(get(pb), mul(get(jp), mul(get(kc), i32c(4))))),
+      set(col, add(get(col0), get(jp))),
+      set(start, i32c(0)),
+      ifThen(and(eq(get(kind), i32c(CAUSAL_KIND.cols)), eq(get(cols), i32c(NR))), colsRun),
+      forRange(
+        ip,
+        get(start),
+        get(mc),
+        MR,
+        set(rows, minI(sub(get(mc), get(ip)), i32c(MR), x, y)),
+        set(t0, add(get(row0), get(ip))),
+        set(t1, sub(add(get(t0), get(rows)), i32c(1))),
+        tileRange({ kind, t0, t1, offset, col, K, lo, hi }, [x, y]),
+        // the range within this K block; the tile's first block when its range starts here
+        set(lo, maxI(get(lo), i32c(0), x, y)),
+        set(first, and(get(fresh), ge(get(lo), get(k0)))),
+        set(lo, maxI(sub(get(lo), get(k0)), i32c(0), x, y)),
+        set(hi, minI(sub(get(hi), get(k0)), get(kc), x, y)),
         ifThen(
-          and(eq(get(rows), i32c(MR)), eq(get(cols), i32c(NR))),
-          tile(add(get(c), add(mul(get(ip), get(ldc)), mul(get(jp), i32c(4)))), get(ldc), 0),
-          cat(
-            tile(get(scratch), i32c(4 * NR), 1),
-            call(
-              L.fn.tileEdge,
-              add(get(c), mul(get(ip), get(ldc))),
-              get(ldc),
-              get(scratch),
-              get(jp),
-              get(rows),
-              get(cols),
-              i32c(0),
+          lt(get(lo), get(hi)),
+          ifThen(
+            and(eq(get(rows), i32c(MR)), eq(get(cols), i32c(NR))),
+            tile(add(get(c), add(mul(get(ip), get(ldc)), mul(get(jp), i32c(4)))), get(ldc), get(first)),
+            cat(
+              tile(get(scratch), i32c(4 * NR), i32c(1)),
+              call(
+                L.fn.tileEdge,
+                add(get(c), mul(get(ip), get(ldc))),
+                get(ldc),
+                get(scratch),
+                get(jp),
+                get(rows),
+                get(cols),
+                get(first),
+              ),
             ),
           ),
         ),
@@ -230,6 +264,7 @@ function sgemmCausal(L: CausalLayout): Func {
               get(K),
               get(offset),
               get(kind),
+              i32or(eq(get(kT), i32c(0)), eq(get(g), i32c(0))),
             ),
           ),
         ),
