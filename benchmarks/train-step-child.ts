@@ -57,6 +57,7 @@ export async function child(args: string[]): Promise<void> {
     fused?: Record<string, unknown>;
     matmulAccumulate?: unknown;
     matmulCausal?: unknown;
+    matmulPair?: unknown;
   };
   if (backend.startThreads) await backend.startThreads();
   // --profile fills prof with every kernel call of the timed steps, by kernel name and argument shapes
@@ -81,14 +82,14 @@ export async function child(args: string[]): Promise<void> {
     mmFlops += 2 * K * (a[2] as V).layout.shape.reduce((x, y) => x * y, 1);
     return r;
   };
-  // the other products the wasm backend runs: c += a b (the fused LoRA op) and causal attention's, which
+  // the other products the wasm backend runs: c += a b and [a b, a b2] (the fused LoRA op) and causal attention's, which
   // count the multiply-adds they do (causalWork), not the whole product's
   type Spec = Parameters<typeof causalWork>[0];
   const mr = (backend as { tile?: { mr: number } }).tile?.mr ?? 4; // the register tile's rows
   const dims = (a: V, b: V) => [a.layout.shape.at(-2)!, b.layout.shape.at(-1)!, a.layout.shape.at(-1)!];
   const batch = (c: V) => c.layout.shape.slice(0, -2).reduce((x, y) => x * y, 1);
   const wrap = <F extends (...a: never[]) => void>(
-    name: "matmulAccumulate" | "matmulCausal",
+    name: "matmulAccumulate" | "matmulCausal" | "matmulPair",
     flops: (...a: Parameters<F>) => number,
   ) => {
     const fn = backend[name] as F | undefined;
@@ -106,6 +107,10 @@ export async function child(args: string[]): Promise<void> {
   wrap<(a: V, b: V, c: V) => void>("matmulAccumulate", (a, b, c) => {
     const [M, N, K] = dims(a, b);
     return 2 * batch(c) * M * N * K;
+  });
+  wrap<(a: V, b: V, b2: V, c: V) => void>("matmulPair", (a, b, b2, c) => {
+    const [M, N, K] = dims(a, b);
+    return 2 * batch(c) * M * K * (N + b2.layout.shape.at(-1)!);
   });
   wrap<(a: V, b: V, c: V, s: Spec) => void>("matmulCausal", (a, b, c, s) => {
     const [M, N, K] = dims(a, b);

@@ -7,7 +7,7 @@
 // big matmul loses, since cat's strided copy costs more than both; forming W + s B A is ruled out (it
 // costs out x in per layer, and far more than the low-rank path when T is small).
 
-import { defineOp, isGradEnabled, matmulAccumulate, type Tensor } from "@tsgrad/tensor";
+import { defineOp, isGradEnabled, matmulAccumulate, matmulPair, type Tensor } from "@tsgrad/tensor";
 
 /**
  * y = x W^T + bias + s (xd A^T) B^T for 2-D x [T, in] and xd [T, in] (pass x itself when there is no
@@ -28,10 +28,12 @@ export function loraLinear(
   let xa: Tensor | null = null;
   let sB: Tensor | null = null;
   const forward = (): Tensor => {
-    xa = xd.matmul(A.mT);
+    // y = x W^T with xa = x A^T in one pass over x (matmulPair), then y += xa (sB)^T in place: no [T, out]
+    // temporary for the low-rank term, no add
+    let y: Tensor;
+    if (same) [y, xa] = matmulPair(x, W.mT, A.mT);
+    else [y, xa] = [x.matmul(W.mT), xd.matmul(A.mT)];
     sB = B.mul(s);
-    // y = x W^T, then += xa (sB)^T in place: no [T, out] temporary for the low-rank term, no add
-    let y = x.matmul(W.mT);
     matmulAccumulate(y, xa, sB.mT);
     if (bias) {
       const yb = y.add(bias);
@@ -48,17 +50,19 @@ export function loraLinear(
     const graph = isGradEnabled();
     const xaG = graph ? xd.matmul(A.mT) : xa!;
     const sBG = graph ? B.mul(s) : sB!;
-    const g = nxd || nA ? dy.matmul(sBG) : null; // s dy B [T, r]
+    let g: Tensor | null = null; // s dy B [T, r]
     let dx: Tensor | null = null;
     let dxd: Tensor | null = null;
     if (same && nx && !graph) {
-      dx = dy.matmul(W);
-      matmulAccumulate(dx, g!, A); // dx += g A in place
-    } else if (same && nx) {
-      dx = dy.matmul(W).add(g!.matmul(A));
+      [dx, g] = matmulPair(dy, W, sBG); // dy W and dy (s B) in one pass over dy
+      matmulAccumulate(dx, g, A); // dx += g A in place
     } else {
-      if (nx) dx = dy.matmul(W);
-      if (nxd) dxd = g!.matmul(A);
+      if (nxd || nA) g = dy.matmul(sBG);
+      if (same && nx) dx = dy.matmul(W).add(g!.matmul(A));
+      else {
+        if (nx) dx = dy.matmul(W);
+        if (nxd) dxd = g!.matmul(A);
+      }
     }
     const dW = nW ? dy.mT.matmul(x) : null;
     const dA = nA ? g!.mT.matmul(xd) : null;

@@ -3,26 +3,25 @@
 // included, claims from a counter: whole batch entries when there are enough, else B of each entry packed
 // once (shared) by a few leading pack calls and row (or column) blocks that multiply by it.
 
-import type { CausalSpec, Storage, View } from "../backend/backend.js";
-import { cpuKernels } from "../backend-cpu/index.js";
-import { CpuStorage, dataOf, stridedOffsets } from "../backend-cpu/storage.js";
-import { typedArrayFor } from "../dtype.js";
+import type { CausalSpec, View } from "../backend/backend.js";
+import { stridedOffsets } from "../backend-cpu/storage.js";
 import { type GemmTile, hasNarrowSet, KC, NR, tileFor } from "./gemm.js";
 import { CAUSAL_KIND } from "./gemm-causal.js";
 import type { Heap } from "./heap.js";
 import type { Call, KernelFn, KernelPool } from "./kernel-pool.js";
-import { staged } from "./stage.js";
 
 /**
  * The gemm module's exports the pool may call, in the order of their function indices: sgemm,
  * sgemm_packed and pack_b, then sgemm and sgemm_packed of the narrow set (gemm.ts, tileFor), which are the
- * main ones in a module without one, and sgemm_causal (gemm-causal.ts).
+ * main ones in a module without one, sgemm_causal (gemm-causal.ts) and sgemm_pair (gemm-pair.ts).
  */
 export function gemmFuncs(tile: GemmTile): string[] {
   const n = hasNarrowSet(tile) ? "_narrow" : "";
-  return ["sgemm", "sgemm_packed", "pack_b", `sgemm${n}`, `sgemm_packed${n}`, "sgemm_causal"];
+  return ["sgemm", "sgemm_packed", "pack_b", `sgemm${n}`, `sgemm_packed${n}`, "sgemm_causal", "sgemm_pair"];
 }
-const [SGEMM, SGEMM_PACKED, PACK_B, SGEMM_NARROW, SGEMM_PACKED_NARROW, SGEMM_CAUSAL] = [0, 1, 2, 3, 4, 5];
+const [SGEMM, SGEMM_PACKED, PACK_B, SGEMM_NARROW, SGEMM_PACKED_NARROW, SGEMM_CAUSAL, SGEMM_PAIR] = [
+  0, 1, 2, 3, 4, 5, 6,
+];
 
 /**
  * Chunks per thread when a matmul is split: more balance under load. Chunks share one packed B, so more
@@ -49,8 +48,22 @@ export interface GemmContext {
 export interface Gemm {
   /** C (row-major at byte address cBase) = A B over the batch entries, or C += A B with `accumulate`. */
   run(a: View, b: View, aAddr: number, bAddr: number, cBase: number, accumulate?: boolean): void;
+  /**
+   * C = A B and C2 = A B2 (B2 at most PAIR_MAX_N2 columns) with each block of A packed once (gemm-pair.ts);
+   * split over the threads, or when A B runs on the narrow tile, the two products one after the other.
+   */
+  runPair(a: View, b: View, b2: View, addr: PairAddresses): void;
   /** C = A B over only the parts `spec` keeps (gemm-causal.ts); C must come zero-filled. */
   runCausal(a: View, b: View, aAddr: number, bAddr: number, cBase: number, spec: CausalSpec): void;
+}
+
+/** Byte addresses of a matmul pair's operands' element 0 (A, B, B2) and of its row-major outputs. */
+export interface PairAddresses {
+  a: number;
+  b: number;
+  b2: number;
+  c: number;
+  c2: number;
 }
 
 /** M, N, K and the batch count T of the product a [..., M, K] b [..., K, N]. */
@@ -249,65 +262,41 @@ export function createGemm(ctx: GemmContext): Gemm {
     p.run(calls, fns, heap, { work, withWork: () => true });
   };
 
-  return { run, runCausal };
-}
-
-/**
- * The matmul kernel of the wasm backend: out = a b, or out += a b with `accumulate` (out contiguous), with
- * float32 products from `minWork` multiply-adds in WebAssembly (operands outside its memory staged in, the
- * product staged out) and the rest on the TypeScript kernel.
- */
-export function wasmProduct(deps: {
-  gemm: Gemm;
-  heap: Heap;
-  inHeap: (s: Storage) => s is Storage & { addr: number };
-  minWork: number;
-  counters: { matmulTs: number };
-}): (a: View, b: View, out: View, accumulate: boolean) => void {
-  const { gemm, heap, inHeap, minWork, counters } = deps;
-  // NOTE: a function of its own rather than a closure made per call: tiny products are a few hundred ns
-  const ts = (a: View, b: View, out: View, accumulate: boolean): void => {
-    counters.matmulTs++;
-    if (!accumulate) {
-      cpuKernels.matmul([a, b], {}, out);
-      return;
-    }
-    const n = out.layout.shape.reduce((x, y) => x * y, 1);
-    const tmp: View = {
-      ...out,
-      storage: new CpuStorage(out.dtype, typedArrayFor(out.dtype, n)),
-      layout: { ...out.layout, offset: 0 },
-    };
-    cpuKernels.matmul([a, b], {}, tmp);
-    cpuKernels.add([out, tmp], {}, out);
-  };
-  return (a, b, out, accumulate) => {
-    if (a.dtype !== "float32") {
-      ts(a, b, out, accumulate);
-      return;
-    }
+  const runPair = (a: View, b: View, b2: View, at: PairAddresses): void => {
     const { M, N, K, T } = productDims(a, b);
-    const flops = T * M * N * K;
-    if (flops < minWork) {
-      ts(a, b, out, accumulate);
+    const N2 = b2.layout.shape.at(-1)!;
+    const pool = T * M * (N + N2) * K >= ctx.minThreaded ? ctx.pool() : null;
+    // split over threads, or a product on the narrow tile (which a pass of the main tile would round
+    // differently from a * b alone): the two products
+    if (pool?.ready || tileFor(ctx.tile, M, N) !== ctx.tile) {
+      run(a, b, at.a, at.b, at.c);
+      run(a, b2, at.a, at.b2, at.c2);
       return;
     }
-    if (flops === 0) {
-      // K = 0: a sum of nothing (outputs need not come zero-filled)
-      if (!accumulate)
-        (dataOf(out) as Float32Array).fill(0, out.layout.offset, out.layout.offset + T * M * N);
-      return;
-    }
-    // Operands outside this memory: copy the span each view covers in (keeping its strides), and the
-    // product out (sgemm writes every element of C without reading it, so no zero fill; to add into C it
-    // reads the staged copy); operands inside are read in place.
-    staged(
-      heap,
-      (st) => {
-        const [aAddr, bAddr] = [st.base(a), st.base(b)];
-        gemm.run(a, b, aAddr, bAddr, st.out(out, T * M * N, accumulate), accumulate);
-      },
-      (v) => inHeap(v.storage),
-    );
+    ctx.counters.matmulWasm++;
+    const { aBatch, bBatch, ars, acs, brs, bcs } = operandLayout(a, b);
+    const l2 = operandLayout(a, b2);
+    const fn = fns[SGEMM_PAIR]!;
+    for (let t = 0; t < T; t++)
+      fn(
+        M,
+        N,
+        K,
+        at.a + aBatch[t]! * 4,
+        ars,
+        acs,
+        at.b + bBatch[t]! * 4,
+        brs,
+        bcs,
+        at.c + t * M * N * 4,
+        N2,
+        at.b2 + l2.bBatch[t]! * 4,
+        l2.brs,
+        l2.bcs,
+        at.c2 + t * M * N2 * 4,
+        work,
+      );
   };
+
+  return { run, runPair, runCausal };
 }

@@ -30,6 +30,7 @@ import {
 } from "./emit.js";
 import { causalFuncs } from "./gemm-causal.js";
 import { NR, packA, packB } from "./gemm-pack.js";
+import { PAIR_MAX_N2, sgemmPair } from "./gemm-pair.js";
 import { FMA_TILE, type GemmTile, MUL_ADD_TILE, panelFn, tileEdge } from "./gemm-tile.js";
 
 export { FMA_TILE, type GemmTile, MUL_ADD_TILE, NR };
@@ -42,7 +43,9 @@ export const NC = 2048;
 export const PACK_A_BYTES = mcOf(FMA_TILE) * KC * 4;
 export const PACK_B_BYTES = NC * KC * 4;
 export const SCRATCH_BYTES = FMA_TILE.mr * NR * 4;
-export const WORKSPACE_BYTES = PACK_A_BYTES + PACK_B_BYTES + SCRATCH_BYTES;
+/** sgemm_pair's pack of its narrow second B (gemm-pair.ts). */
+const PACK_B2_BYTES = KC * PAIR_MAX_N2 * 4;
+export const WORKSPACE_BYTES = PACK_A_BYTES + PACK_B_BYTES + SCRATCH_BYTES + PACK_B2_BYTES;
 
 /**
  * gebp(mc, nc, kc, pa, pb, c, ldc, scratch, first, aStep, aRow, bStep, bCol): C[mc, nc] += A B with the
@@ -325,23 +328,17 @@ export const MEMORY_LIMITS = { initial: 64, maximum: 65536 } as const;
 export function gemmModuleBytes(tile: GemmTile = MUL_ADD_TILE): Uint8Array {
   const funcs = [packB(), tileEdge(), ...tileSet(tile, MAIN, "")];
   if (hasNarrowSet(tile)) funcs.push(...tileSet(MUL_ADD_TILE, NARROW, "_narrow"));
-  // the causal products (gemm-causal.ts), on the main tile
-  funcs.push(
-    ...causalFuncs({
-      mr: tile.mr,
-      mc: mcOf(tile),
-      kc: KC,
-      nc: NC,
-      packBAt: PACK_A_BYTES,
-      scratchAt: PACK_A_BYTES + PACK_B_BYTES,
-      fn: {
-        packA: MAIN.pack_a,
-        packB: PACK_B,
-        panel: MAIN.panel,
-        tileEdge: TILE_EDGE,
-        gebpCausal: funcs.length,
-      },
-    }),
-  );
+  // the causal products (gemm-causal.ts) and two products of one A (gemm-pair.ts), on the main tile
+  const blocks = {
+    mr: tile.mr,
+    mc: mcOf(tile),
+    kc: KC,
+    nc: NC,
+    packBAt: PACK_A_BYTES,
+    scratchAt: PACK_A_BYTES + PACK_B_BYTES,
+  };
+  const fn = { packA: MAIN.pack_a, packB: PACK_B, panel: MAIN.panel, tileEdge: TILE_EDGE, gebp: MAIN.gebp };
+  funcs.push(...causalFuncs({ ...blocks, fn: { ...fn, gebpCausal: funcs.length } }));
+  funcs.push(sgemmPair({ ...blocks, packB2At: PACK_A_BYTES + PACK_B_BYTES + SCRATCH_BYTES, fn }));
   return encodeModule(funcs, MEMORY_LIMITS);
 }

@@ -27,9 +27,10 @@ import {
   MUL_ADD_TILE,
   WORKSPACE_BYTES,
 } from "./gemm.js";
-import { createGemm, type GemmContext, gemmFuncs, productDims, wasmProduct } from "./gemm-run.js";
+import { createGemm, type GemmContext, gemmFuncs, productDims } from "./gemm-run.js";
 import { Heap, type WasmApi, type WasmMemory, wasmApi } from "./heap.js";
 import { PoolHolder } from "./kernel-pool.js";
+import { wasmPair, wasmProduct } from "./matmul-entry.js";
 import { reduceKernels, reduceModuleBytes } from "./reduce.js";
 import { relaxedSimdAvailable } from "./relaxed.js";
 import { transcendentalKernels, transcendentalModuleBytes } from "./transcendental.js";
@@ -260,6 +261,7 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
   };
 
   const product = wasmProduct({ gemm, heap, inHeap, minWork, counters });
+  const pair = wasmPair({ gemm, heap, inHeap, minWork, product });
 
   const matmul: Kernel<"matmul"> = ([a, b], _attrs, out) => product(a, b, out, false);
 
@@ -285,6 +287,7 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
     kernels,
     fused,
     matmulAccumulate: (a: View, b: View, c: View) => product(a, b, c, true),
+    matmulPair: pair,
     matmulCausal: (a: View, b: View, out: View, spec: CausalSpec) => {
       // in place in this memory only; anything else takes the whole product (which the spec allows)
       const r = a.layout.shape.length;

@@ -60,6 +60,11 @@ export interface Backend {
    */
   matmulAccumulate?(a: View, b: View, c: View): void;
   /**
+   * out = a b and out2 = a b2 (a [..., M, K], b [..., K, N], b2 [..., K, N2], contiguous outs, one dtype),
+   * sharing the work on a: LoRA's x W^T with x A^T. Optional: matmulPair runs two products where missing.
+   */
+  matmulPair?(a: View, b: View, b2: View, out: View, out2: View): void;
+  /**
    * out = a b computing only what a causal attention mask lets through (see CausalSpec); out comes zero
    * filled and stays zero where skipped. Optional: causalMatmul computes the whole product where it is
    * missing.

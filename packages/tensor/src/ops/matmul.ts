@@ -109,3 +109,31 @@ export function causalMatmul(a: Tensor, b: Tensor, spec: CausalSpec): Tensor {
     return out;
   });
 }
+
+/**
+ * [a b, a b2] for a [..., M, K], b [..., K, N] and a narrow b2 [..., K, N2] of one dtype and the same batch
+ * dims, done in one pass over a where the backend has matmulPair (LoRA: x W^T with x A^T, dy W with
+ * dy (s B)), else as two products. Not recorded by autograd (for a custom op's forward and backward).
+ * @example const [y, xa] = matmulPair(x, W.mT, A.mT);
+ */
+export function matmulPair(a: Tensor, b: Tensor, b2: Tensor): [Tensor, Tensor] {
+  const bad = (why: string) =>
+    new RangeError(`matmulPair: ${why} (a ${fmt(a.shape)}, b ${fmt(b.shape)}, b2 ${fmt(b2.shape)})`);
+  const r = a.ndim;
+  if (r < 2 || b.ndim !== r || b2.ndim !== r) throw bad("a, b and b2 need the same rank, at least 2");
+  const [M, K] = [a.shape[r - 2]!, a.shape[r - 1]!];
+  const batch = a.shape.slice(0, -2);
+  for (const x of [b, b2])
+    if (x.shape[r - 2] !== K || !shapesEqual(x.shape.slice(0, -2), batch))
+      throw bad("expected a [..., M, K], b [..., K, N] and b2 [..., K, N2] with the same batch dims");
+  if (b.dtype !== a.dtype || b2.dtype !== a.dtype) throw bad("dtypes differ");
+  if (b.backend !== a.backend || b2.backend !== a.backend) throw bad("tensors live on different backends");
+  return noGrad(() => {
+    const backend = a.backend;
+    if (!backend.matmulPair) return [a.matmul(b), a.matmul(b2)];
+    const out = allocTensor(backend, [...batch, M, b.shape[r - 1]!], a.dtype, false);
+    const out2 = allocTensor(backend, [...batch, M, b2.shape[r - 1]!], a.dtype, false);
+    backend.matmulPair(a._view, b._view, b2._view, out._view, out2._view);
+    return [out, out2];
+  });
+}
