@@ -2,7 +2,8 @@
 // softmax(x * scale + mask) over rows with the mask row shared by G blocks of Q rows (x [A, G, Q, C],
 // mask [A, 1, Q, C]): z = x * scale + mask in float32 like the composition, stored with its row maximum in
 // one pass, then exp(z - max) on the fast exp's branch-free path for arguments <= 0 (masked scores give
-// exactly 0 without the exp's wide path: 35% faster at the attention's shapes) and the f64 row sum.
+// exactly 0 without the exp's wide path: 35% faster at the attention's shapes) and the f64 row sum; four
+// masked scores in a row skip the exp (a causal mask's upper half).
 // adamw computes in float32 like torch (the TypeScript kernel's double arithmetic in f64x2 lanes measured
 // 2.7x slower: f64x2 division and square root dominate it).
 
@@ -34,6 +35,7 @@ import {
   set,
   v128load,
   v128store,
+  v128zero,
 } from "./emit.js";
 import {
   Acc,
@@ -51,6 +53,9 @@ import {
   simd,
   vstore,
 } from "./fused-exp.js";
+
+/** Whether all four lanes of v are -inf (i32x4.all_true of f32x4.eq). */
+const allMasked = (v: Code): Code => [...v, ...f32x4c(Number.NEGATIVE_INFINITY), ...simd(0x41), ...simd(0xa3)];
 
 /**
  * masked_softmax(R, C, x, o, m, Q, G, q, g, scale): R rows of x from block row q of group g; m is the
@@ -100,7 +105,15 @@ function maskedSoftmax(): Func {
         acc.init(),
         acc.rowLoop(
           w,
-          cat(set(acc.v, e(v128load(at(o, w.k)))), v128store(at(o, w.k), get(acc.v)), acc.add(get(acc.v))),
+          cat(
+            set(z, v128load(at(o, w.k))),
+            // four masked scores (the causal mask's upper half): their exps are 0, so skip them
+            ifThen(
+              allMasked(get(z)),
+              v128store(at(o, w.k), v128zero()),
+              cat(set(acc.v, e(get(z))), v128store(at(o, w.k), get(acc.v)), acc.add(get(acc.v))),
+            ),
+          ),
           cat(
             set(acc.v, e(f32x4splat(f32load(at(o, w.k))))),
             f32store(at(o, w.k), f32x4lane(get(acc.v), 0)),
