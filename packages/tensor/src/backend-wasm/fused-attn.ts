@@ -55,7 +55,12 @@ import {
 } from "./fused-exp.js";
 
 /** Whether all four lanes of v are -inf (i32x4.all_true of f32x4.eq). */
-const allMasked = (v: Code): Code => [...v, ...f32x4c(Number.NEGATIVE_INFINITY), ...simd(0x41), ...simd(0xa3)];
+const allMasked = (v: Code): Code => [
+  ...v,
+  ...f32x4c(Number.NEGATIVE_INFINITY),
+  ...simd(0x41),
+  ...simd(0xa3),
+];
 
 /**
  * masked_softmax(R, C, x, o, m, Q, G, q, g, scale): R rows of x from block row q of group g; m is the

@@ -53,7 +53,7 @@ export interface Gemm {
    * split over the threads, or when A B runs on the narrow tile, the two products one after the other.
    */
   runPair(a: View, b: View, b2: View, addr: PairAddresses): void;
-  /** C = A B over only the parts `spec` keeps (gemm-causal.ts); C must come zero-filled. */
+  /** C = A B over only the parts `spec` keeps, 0 elsewhere (gemm-causal.ts); every element is written. */
   runCausal(a: View, b: View, aAddr: number, bAddr: number, cBase: number, spec: CausalSpec): void;
 }
 

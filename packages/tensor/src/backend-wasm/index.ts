@@ -302,7 +302,10 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
         return;
       }
       const { M, N, K, T } = productDims(a, b);
-      if (T * M * N * K === 0) return;
+      if (T * M * N * K === 0) {
+        product(a, b, out, false); // K = 0: zeros
+        return;
+      }
       const base = out.storage.addr + 4 * out.layout.offset;
       gemm.runCausal(a, b, a.storage.addr, b.storage.addr, base, spec);
     },

@@ -65,9 +65,9 @@ export interface Backend {
    */
   matmulPair?(a: View, b: View, b2: View, out: View, out2: View): void;
   /**
-   * out = a b computing only what a causal attention mask lets through (see CausalSpec); out comes zero
-   * filled and stays zero where skipped. Optional: causalMatmul computes the whole product where it is
-   * missing.
+   * out = a b computing only what a causal attention mask lets through (see CausalSpec), 0 where skipped;
+   * out comes uninitialized, so every element is written. Optional: causalMatmul computes the whole
+   * product where it is missing.
    */
   matmulCausal?(a: View, b: View, out: View, spec: CausalSpec): void;
 }

@@ -104,7 +104,7 @@ export function causalMatmul(a: Tensor, b: Tensor, spec: CausalSpec): Tensor {
   return noGrad(() => {
     const backend = a.backend;
     if (!backend.matmulCausal) return a.matmul(b);
-    const out = allocTensor(backend, [...a.shape.slice(0, -2), M, N], a.dtype, true);
+    const out = allocTensor(backend, [...a.shape.slice(0, -2), M, N], a.dtype, false);
     backend.matmulCausal(a._view, b._view, out._view, spec);
     return out;
   });
