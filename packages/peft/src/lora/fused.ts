@@ -53,8 +53,11 @@ export function loraLinear(
     let g: Tensor | null = null; // s dy B [T, r]
     let dx: Tensor | null = null;
     let dxd: Tensor | null = null;
+    let dB: Tensor | null = null;
     if (same && nx && !graph) {
-      [dx, g] = matmulPair(dy, W, sBG); // dy W and dy (s B) in one pass over dy
+      // dy W, dy (s B) and dB = s dy^T xa in one pass over dy
+      if (nB) [dx, g, dB] = matmulPair(dy, W, sBG, { d: xaG, scale: s });
+      else [dx, g] = matmulPair(dy, W, sBG);
       matmulAccumulate(dx, g, A); // dx += g A in place
     } else {
       if (nxd || nA) g = dy.matmul(sBG);
@@ -66,7 +69,7 @@ export function loraLinear(
     }
     const dW = nW ? dy.mT.matmul(x) : null;
     const dA = nA ? g!.mT.matmul(xd) : null;
-    const dB = nB ? dy.mT.matmul(xaG).mul(s) : null;
+    if (nB && !dB) dB = dy.mT.matmul(xaG).mul(s);
     const dbias = nbias ? dy.sum(0) : null;
     const grads = same ? [dx, dW, dA, dB] : [dx, dxd, dW, dA, dB];
     return bias ? [...grads, dbias] : grads;

@@ -52,7 +52,7 @@ export interface Gemm {
    * C = A B and C2 = A B2 (B2 at most PAIR_MAX_N2 columns) with each block of A packed once (gemm-pair.ts);
    * split over the threads, or when A B runs on the narrow tile, the two products one after the other.
    */
-  runPair(a: View, b: View, b2: View, addr: PairAddresses): void;
+  runPair(a: View, b: View, b2: View, addr: PairAddresses, third?: PairThird): void;
   /** C = A B over only the parts `spec` keeps, 0 elsewhere (gemm-causal.ts); every element is written. */
   runCausal(a: View, b: View, aAddr: number, bAddr: number, cBase: number, spec: CausalSpec): void;
 }
@@ -66,6 +66,17 @@ export interface PairAddresses {
   c2: number;
 }
 
+/**
+ * The optional third product of a pair: C3 (row-major [K, N3] at c3, zeroed) += scale A^T D, D [..., M, N3]
+ * addressed as `d + 4 * element offset`.
+ */
+export interface PairThird {
+  view: View;
+  d: number;
+  c3: number;
+  scale: number;
+}
+
 /** M, N, K and the batch count T of the product a [..., M, K] b [..., K, N]. */
 export function productDims(a: View, b: View): { M: number; N: number; K: number; T: number } {
   const s = a.layout.shape;
@@ -73,6 +84,15 @@ export function productDims(a: View, b: View): { M: number; N: number; K: number
   let T = 1;
   for (let i = 0; i < r - 2; i++) T *= s[i]!;
   return { M: s[r - 2]!, N: b.layout.shape[r - 1]!, K: s[r - 1]!, T };
+}
+
+/** v with its last two dims swapped (no copy). */
+export function transposedView(v: View): View {
+  const s = v.layout.shape;
+  const st = v.layout.strides;
+  const r = s.length;
+  const swap = <T>(x: readonly T[]): T[] => [...x.slice(0, -2), x[r - 1]!, x[r - 2]!];
+  return { ...v, layout: { ...v.layout, shape: swap(s), strides: swap(st) } };
 }
 
 /** Element offsets of each batch entry of a and b, and their row and column strides in bytes. */
@@ -262,17 +282,31 @@ export function createGemm(ctx: GemmContext): Gemm {
     p.run(calls, fns, heap, { work, withWork: () => true });
   };
 
-  const runPair = (a: View, b: View, b2: View, at: PairAddresses): void => {
+  /** C3 += scale A^T D as a plain product (A transposed in place) and a scaling pass. */
+  const runThird = (a: View, at: PairAddresses, third: PairThird): void => {
+    const aT = transposedView(a);
+    const { M, N, T } = productDims(aT, third.view);
+    run(aT, third.view, at.a, third.d, third.c3, true);
+    const c3 = new Float32Array(heap.buffer, third.c3, T * M * N);
+    for (let i = 0; i < c3.length; i++) c3[i]! *= third.scale;
+  };
+
+  const runPair = (a: View, b: View, b2: View, at: PairAddresses, third?: PairThird): void => {
     const { M, N, K, T } = productDims(a, b);
     const N2 = b2.layout.shape.at(-1)!;
+    const N3 = third ? third.view.layout.shape.at(-1)! : 0;
     const pool = T * M * (N + N2) * K >= ctx.minThreaded ? ctx.pool() : null;
     // split over threads, or a product on the narrow tile (which a pass of the main tile would round
-    // differently from a * b alone): the two products
+    // differently from a * b alone): the products one by one; the third as well when pair_t cannot take it
     if (pool?.ready || tileFor(ctx.tile, M, N) !== ctx.tile) {
       run(a, b, at.a, at.b, at.c);
       run(a, b2, at.a, at.b2, at.c2);
+      if (third) runThird(a, at, third);
       return;
     }
+    const dStrides = third?.view.layout.strides ?? [0, 1];
+    const fused = third && T === 1 && N3 % NR === 0 && N3 <= 2 * NR && dStrides.at(-1) === 1;
+    if (third && !fused) runThird(a, at, third);
     ctx.counters.matmulWasm++;
     const { aBatch, bBatch, ars, acs, brs, bcs } = operandLayout(a, b);
     const l2 = operandLayout(a, b2);
@@ -294,6 +328,11 @@ export function createGemm(ctx: GemmContext): Gemm {
         l2.brs,
         l2.bcs,
         at.c2 + t * M * N2 * 4,
+        fused ? third.d + 4 * third.view.layout.offset : 0,
+        fused ? 4 * dStrides.at(-2)! : 0,
+        fused ? third.c3 : 0,
+        fused ? N3 : 0,
+        fused ? third.scale : 0,
         work,
       );
   };

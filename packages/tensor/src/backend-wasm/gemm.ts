@@ -30,7 +30,7 @@ import {
 } from "./emit.js";
 import { causalFuncs } from "./gemm-causal.js";
 import { NR, packA, packB } from "./gemm-pack.js";
-import { PAIR_MAX_N2, sgemmPair } from "./gemm-pair.js";
+import { PAIR_MAX_N2, pairT, sgemmPair } from "./gemm-pair.js";
 import { FMA_TILE, type GemmTile, MUL_ADD_TILE, panelFn, tileEdge } from "./gemm-tile.js";
 
 export { FMA_TILE, type GemmTile, MUL_ADD_TILE, NR };
@@ -339,6 +339,13 @@ export function gemmModuleBytes(tile: GemmTile = MUL_ADD_TILE): Uint8Array {
   };
   const fn = { packA: MAIN.pack_a, packB: PACK_B, panel: MAIN.panel, tileEdge: TILE_EDGE, gebp: MAIN.gebp };
   funcs.push(...causalFuncs({ ...blocks, fn: { ...fn, gebpCausal: funcs.length } }));
-  funcs.push(sgemmPair({ ...blocks, packB2At: PACK_A_BYTES + PACK_B_BYTES + SCRATCH_BYTES, fn }));
+  funcs.push(pairT(tile));
+  funcs.push(
+    sgemmPair({
+      ...blocks,
+      packB2At: PACK_A_BYTES + PACK_B_BYTES + SCRATCH_BYTES,
+      fn: { ...fn, pairT: funcs.length - 1 },
+    }),
+  );
   return encodeModule(funcs, MEMORY_LIMITS);
 }

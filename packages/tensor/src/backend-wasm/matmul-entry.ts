@@ -7,13 +7,20 @@ import { cpuKernels } from "../backend-cpu/index.js";
 import { CpuStorage, dataOf } from "../backend-cpu/storage.js";
 import { typedArrayFor } from "../dtype.js";
 import { PAIR_MAX_N2 } from "./gemm-pair.js";
-import { type Gemm, productDims } from "./gemm-run.js";
+import { type Gemm, productDims, transposedView } from "./gemm-run.js";
 import type { Heap } from "./heap.js";
 import { staged } from "./stage.js";
 
+/** matmulPair's optional third product: out = scale a^T d. */
+export interface PairThirdViews {
+  d: View;
+  scale: number;
+  out: View;
+}
+
 /**
- * The wasm backend's matmulPair: out = a b and out2 = a b2, in one pass over a where its sgemm_pair applies
- * (float32, b2 narrow, enough work), else as two products.
+ * The wasm backend's matmulPair: out = a b and out2 = a b2, and with `third` its out = scale a^T d, in one
+ * pass over a where sgemm_pair applies (float32, b2 narrow, enough work), else as separate products.
  */
 export function wasmPair(deps: {
   gemm: Gemm;
@@ -21,27 +28,37 @@ export function wasmPair(deps: {
   inHeap: (s: Storage) => s is Storage & { addr: number };
   minWork: number;
   product: (a: View, b: View, out: View, accumulate: boolean) => void;
-}): (a: View, b: View, b2: View, out: View, out2: View) => void {
+}): (a: View, b: View, b2: View, out: View, out2: View, third?: PairThirdViews) => void {
   const { gemm, heap, inHeap, minWork, product } = deps;
-  return (a, b, b2, out, out2) => {
+  return (a, b, b2, out, out2, third) => {
     const { M, N, K, T } = productDims(a, b);
     const N2 = b2.layout.shape.at(-1)!;
-    if (a.dtype !== "float32" || N2 > PAIR_MAX_N2 || T * M * N * K < minWork || T * M * N * N2 * K === 0) {
+    const N3 = third ? third.d.layout.shape.at(-1)! : 0;
+    const f32 = [a, b, b2, ...(third ? [third.d] : [])].every((v) => v.dtype === "float32");
+    if (!f32 || N2 > PAIR_MAX_N2 || T * M * N * K < minWork || T * M * N * N2 * K === 0) {
       product(a, b, out, false);
       product(a, b2, out2, false);
+      if (third) {
+        product(transposedView(a), third.d, third.out, false);
+        const o = dataOf(third.out) as Float32Array | Float64Array;
+        const at = third.out.layout.offset;
+        for (let i = at; i < at + T * K * N3; i++) o[i]! *= third.scale;
+      }
       return;
     }
     staged(
       heap,
       (st) => {
         const [aa, ab, ab2] = [st.base(a), st.base(b), st.base(b2)];
-        gemm.runPair(a, b, b2, {
-          a: aa,
-          b: ab,
-          b2: ab2,
-          c: st.out(out, T * M * N),
-          c2: st.out(out2, T * M * N2),
-        });
+        const addresses = { a: aa, b: ab, b2: ab2, c: st.out(out, T * M * N), c2: st.out(out2, T * M * N2) };
+        // C3 is added to: it comes zeroed (matmulPair allocates it so)
+        const t = third && {
+          view: third.d,
+          d: st.base(third.d),
+          c3: st.out(third.out, T * K * N3, true),
+          scale: third.scale,
+        };
+        gemm.runPair(a, b, b2, addresses, t);
       },
       (v) => inHeap(v.storage),
     );

@@ -61,9 +61,19 @@ export interface Backend {
   matmulAccumulate?(a: View, b: View, c: View): void;
   /**
    * out = a b and out2 = a b2 (a [..., M, K], b [..., K, N], b2 [..., K, N2], contiguous outs, one dtype),
-   * sharing the work on a: LoRA's x W^T with x A^T. Optional: matmulPair runs two products where missing.
+   * sharing the work on a: LoRA's x W^T with x A^T. With `third` (float32 only), also third.out =
+   * third.scale a^T third.d for d [..., M, N3] into a contiguous, zero-filled [..., K, N3] (LoRA's
+   * dB = s dy^T (x A^T) next to dy W and dy (s B)). Optional: matmulPair runs separate products where
+   * missing.
    */
-  matmulPair?(a: View, b: View, b2: View, out: View, out2: View): void;
+  matmulPair?(
+    a: View,
+    b: View,
+    b2: View,
+    out: View,
+    out2: View,
+    third?: { d: View; scale: number; out: View },
+  ): void;
   /**
    * out = a b computing only what a causal attention mask lets through (see CausalSpec), 0 where skipped;
    * out comes uninitialized, so every element is written. Optional: causalMatmul computes the whole

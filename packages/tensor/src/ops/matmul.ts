@@ -113,27 +113,57 @@ export function causalMatmul(a: Tensor, b: Tensor, spec: CausalSpec): Tensor {
 /**
  * [a b, a b2] for a [..., M, K], b [..., K, N] and a narrow b2 [..., K, N2] of one dtype and the same batch
  * dims, done in one pass over a where the backend has matmulPair (LoRA: x W^T with x A^T, dy W with
- * dy (s B)), else as two products. Not recorded by autograd (for a custom op's forward and backward).
+ * dy (s B)), else as two products. With `third`, also scale a^T d for d [..., M, N3] from the same pass
+ * (LoRA's dB = s dy^T (x A^T)). Not recorded by autograd (for a custom op's forward and backward).
  * @example const [y, xa] = matmulPair(x, W.mT, A.mT);
+ * @example const [dx, g, dB] = matmulPair(dy, W, sB, { d: xa, scale: s });
  */
-export function matmulPair(a: Tensor, b: Tensor, b2: Tensor): [Tensor, Tensor] {
+export function matmulPair(a: Tensor, b: Tensor, b2: Tensor): [Tensor, Tensor];
+export function matmulPair(
+  a: Tensor,
+  b: Tensor,
+  b2: Tensor,
+  third: { d: Tensor; scale: number },
+): [Tensor, Tensor, Tensor];
+export function matmulPair(a: Tensor, b: Tensor, b2: Tensor, third?: { d: Tensor; scale: number }): Tensor[] {
   const bad = (why: string) =>
-    new RangeError(`matmulPair: ${why} (a ${fmt(a.shape)}, b ${fmt(b.shape)}, b2 ${fmt(b2.shape)})`);
+    new RangeError(
+      `matmulPair: ${why} (a ${fmt(a.shape)}, b ${fmt(b.shape)}, b2 ${fmt(b2.shape)}${third ? `, d ${fmt(third.d.shape)}` : ""})`,
+    );
   const r = a.ndim;
-  if (r < 2 || b.ndim !== r || b2.ndim !== r) throw bad("a, b and b2 need the same rank, at least 2");
+  const d = third?.d;
+  if (r < 2 || b.ndim !== r || b2.ndim !== r || (d && d.ndim !== r))
+    throw bad("a, b, b2 (and d) need the same rank, at least 2");
   const [M, K] = [a.shape[r - 2]!, a.shape[r - 1]!];
   const batch = a.shape.slice(0, -2);
   for (const x of [b, b2])
     if (x.shape[r - 2] !== K || !shapesEqual(x.shape.slice(0, -2), batch))
       throw bad("expected a [..., M, K], b [..., K, N] and b2 [..., K, N2] with the same batch dims");
-  if (b.dtype !== a.dtype || b2.dtype !== a.dtype) throw bad("dtypes differ");
-  if (b.backend !== a.backend || b2.backend !== a.backend) throw bad("tensors live on different backends");
+  if (d && (d.shape[r - 2] !== M || !shapesEqual(d.shape.slice(0, -2), batch)))
+    throw bad("expected d [..., M, N3] with a's rows and batch dims");
+  if ([b, b2, ...(d ? [d] : [])].some((x) => x.dtype !== a.dtype)) throw bad("dtypes differ");
+  if ([b, b2, ...(d ? [d] : [])].some((x) => x.backend !== a.backend))
+    throw bad("tensors live on different backends");
   return noGrad(() => {
     const backend = a.backend;
-    if (!backend.matmulPair) return [a.matmul(b), a.matmul(b2)];
+    const separate = (): Tensor => a.mT.matmul(d!).mul(third!.scale);
+    if (!backend.matmulPair) return [a.matmul(b), a.matmul(b2), ...(d ? [separate()] : [])];
     const out = allocTensor(backend, [...batch, M, b.shape[r - 1]!], a.dtype, false);
     const out2 = allocTensor(backend, [...batch, M, b2.shape[r - 1]!], a.dtype, false);
-    backend.matmulPair(a._view, b._view, b2._view, out._view, out2._view);
-    return [out, out2];
+    if (!d) {
+      backend.matmulPair(a._view, b._view, b2._view, out._view, out2._view);
+      return [out, out2];
+    }
+    if (a.dtype !== "float32") {
+      backend.matmulPair(a._view, b._view, b2._view, out._view, out2._view);
+      return [out, out2, separate()];
+    }
+    const out3 = allocTensor(backend, [...batch, K, d.shape[r - 1]!], a.dtype, true);
+    backend.matmulPair(a._view, b._view, b2._view, out._view, out2._view, {
+      d: d._view,
+      scale: third!.scale,
+      out: out3._view,
+    });
+    return [out, out2, out3];
   });
 }
