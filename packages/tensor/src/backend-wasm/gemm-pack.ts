@@ -32,6 +32,33 @@ import {
 
 export const NR = 8;
 
+/**
+ * The gemm drivers' outer loops (Goto/BLIS): column blocks jc of nc <= ncMax columns of N and, in each, K
+ * blocks pc of kc <= kcMax; `body` runs per (jc, pc). Locals by index; t1 and t2 are scratch.
+ */
+export function blockLoops(
+  v: Record<"jc" | "pc" | "nc" | "kc" | "N" | "K" | "t1" | "t2", number>,
+  ncMax: number,
+  kcMax: number,
+  ...body: Code[]
+): Code {
+  return forRange(
+    v.jc,
+    i32c(0),
+    get(v.N),
+    ncMax,
+    set(v.nc, minI(sub(get(v.N), get(v.jc)), i32c(ncMax), v.t1, v.t2)),
+    forRange(
+      v.pc,
+      i32c(0),
+      get(v.K),
+      kcMax,
+      set(v.kc, minI(sub(get(v.K), get(v.pc)), i32c(kcMax), v.t1, v.t2)),
+      ...body,
+    ),
+  );
+}
+
 /** pack_b(dst, src, rs, cs, kc, nc): panels of 8 columns, k-major, zero-padded past nc. */
 export function packB(): Func {
   const f = new Func("pack_b", 6);

@@ -34,7 +34,7 @@ import {
   v128zero,
 } from "./emit.js";
 import { f32x4splat } from "./fused-exp.js";
-import { NR } from "./gemm-pack.js";
+import { blockLoops, NR } from "./gemm-pack.js";
 import type { GemmTile } from "./gemm-tile.js";
 
 /** The most columns B2 may have. */
@@ -160,71 +160,62 @@ export function sgemmPair(L: PairLayout): Func {
       i32c(4 * NR),
       mul(get(kc), i32c(4)),
     );
-  f.body = forRange(
-    jc,
-    i32c(0),
-    get(N),
+  f.body = blockLoops(
+    { jc, pc, nc, kc, N, K, t1: x, t2: y },
     L.nc,
-    set(nc, minI(sub(get(N), get(jc)), i32c(L.nc), x, y)),
+    L.kc,
+    set(first, eq(get(pc), i32c(0))),
+    call(
+      L.fn.packB,
+      pb,
+      add(get(b), add(mul(get(pc), get(brs)), mul(get(jc), get(bcs)))),
+      get(brs),
+      get(bcs),
+      get(kc),
+      get(nc),
+    ),
+    // B2 rides with the first column block
+    ifThen(
+      eq(get(jc), i32c(0)),
+      call(L.fn.packB, pb2, add(get(b2), mul(get(pc), get(brs2))), get(brs2), get(bcs2), get(kc), get(N2)),
+    ),
     forRange(
-      pc,
+      ic,
       i32c(0),
-      get(K),
-      L.kc,
-      set(kc, minI(sub(get(K), get(pc)), i32c(L.kc), x, y)),
-      set(first, eq(get(pc), i32c(0))),
+      get(M),
+      L.mc,
+      set(mc, minI(sub(get(M), get(ic)), i32c(L.mc), x, y)),
       call(
-        L.fn.packB,
-        pb,
-        add(get(b), add(mul(get(pc), get(brs)), mul(get(jc), get(bcs)))),
-        get(brs),
-        get(bcs),
+        L.fn.packA,
+        pa,
+        add(get(a), add(mul(get(ic), get(ars)), mul(get(pc), get(acs)))),
+        get(ars),
+        get(acs),
+        get(mc),
         get(kc),
-        get(nc),
       ),
-      // B2 rides with the first column block
+      gebp(
+        get(nc),
+        pb,
+        add(get(c), add(mul(get(ic), mul(get(N), i32c(4))), mul(get(jc), i32c(4)))),
+        mul(get(N), i32c(4)),
+      ),
       ifThen(
         eq(get(jc), i32c(0)),
-        call(L.fn.packB, pb2, add(get(b2), mul(get(pc), get(brs2))), get(brs2), get(bcs2), get(kc), get(N2)),
-      ),
-      forRange(
-        ic,
-        i32c(0),
-        get(M),
-        L.mc,
-        set(mc, minI(sub(get(M), get(ic)), i32c(L.mc), x, y)),
-        call(
-          L.fn.packA,
-          pa,
-          add(get(a), add(mul(get(ic), get(ars)), mul(get(pc), get(acs)))),
-          get(ars),
-          get(acs),
-          get(mc),
-          get(kc),
-        ),
-        gebp(
-          get(nc),
-          pb,
-          add(get(c), add(mul(get(ic), mul(get(N), i32c(4))), mul(get(jc), i32c(4)))),
-          mul(get(N), i32c(4)),
-        ),
-        ifThen(
-          eq(get(jc), i32c(0)),
-          cat(
-            gebp(get(N2), pb2, add(get(c2), mul(get(ic), mul(get(N2), i32c(4)))), mul(get(N2), i32c(4))),
-            ifThen(
-              ne(get(d), i32c(0)),
-              call(
-                L.fn.pairT,
-                pa,
-                get(mc),
-                get(kc),
-                add(get(d), mul(get(ic), get(ldd))),
-                get(ldd),
-                add(get(c3), mul(get(pc), mul(get(N3), i32c(4)))),
-                get(N3),
-                get(scale),
-              ),
+        cat(
+          gebp(get(N2), pb2, add(get(c2), mul(get(ic), mul(get(N2), i32c(4)))), mul(get(N2), i32c(4))),
+          ifThen(
+            ne(get(d), i32c(0)),
+            call(
+              L.fn.pairT,
+              pa,
+              get(mc),
+              get(kc),
+              add(get(d), mul(get(ic), get(ldd))),
+              get(ldd),
+              add(get(c3), mul(get(pc), mul(get(N3), i32c(4)))),
+              get(N3),
+              get(scale),
             ),
           ),
         ),

@@ -29,7 +29,7 @@ import {
   sub,
 } from "./emit.js";
 import { causalFuncs } from "./gemm-causal.js";
-import { NR, packA, packB } from "./gemm-pack.js";
+import { blockLoops, NR, packA, packB } from "./gemm-pack.js";
 import { PAIR_MAX_N2, pairT, sgemmPair } from "./gemm-pair.js";
 import { FMA_TILE, type GemmTile, MUL_ADD_TILE, panelFn, tileEdge } from "./gemm-tile.js";
 
@@ -219,34 +219,25 @@ function sgemm(tile: GemmTile, fn: TileFns, suffix: string): Func {
     set(scratch, add(get(work), i32c(PACK_A_BYTES + PACK_B_BYTES))),
     set(directA, readsInPlace(get(ars), remU(get(M), i32c(tile.mr)), get(N))),
     set(directB, readsInPlace(get(bcs), and(get(N), i32c(NR - 1)), get(M))),
-    forRange(
-      jc,
-      i32c(0),
-      get(N),
+    blockLoops(
+      { jc, pc, nc, kc, N, K, t1, t2 },
       NC,
-      set(nc, minI(sub(get(N), get(jc)), i32c(NC), t1, t2)),
-      forRange(
-        pc,
-        i32c(0),
-        get(K),
-        KC,
-        set(kc, minI(sub(get(K), get(pc)), i32c(KC), t1, t2)),
-        set(bp, add(get(b), add(mul(get(pc), get(brs)), mul(get(jc), get(bcs))))),
-        ifThen(
-          get(directB),
-          [],
-          cat(call(PACK_B, get(pb), get(bp), get(brs), get(bcs), get(kc), get(nc)), set(bp, get(pb))),
-        ),
-        rowBlocks(
-          tile,
-          fn,
-          { M, a, ars, acs, ldc, ic, mc, pa, pc, kc, scratch, t1, t2, directA, ap, acc },
-          get(nc),
-          get(bp),
-          add(get(c), mul(get(jc), i32c(4))),
-          select(get(brs), i32c(4 * NR), get(directB)),
-          select(i32c(4), mul(get(kc), i32c(4)), get(directB)),
-        ),
+      KC,
+      set(bp, add(get(b), add(mul(get(pc), get(brs)), mul(get(jc), get(bcs))))),
+      ifThen(
+        get(directB),
+        [],
+        cat(call(PACK_B, get(pb), get(bp), get(brs), get(bcs), get(kc), get(nc)), set(bp, get(pb))),
+      ),
+      rowBlocks(
+        tile,
+        fn,
+        { M, a, ars, acs, ldc, ic, mc, pa, pc, kc, scratch, t1, t2, directA, ap, acc },
+        get(nc),
+        get(bp),
+        add(get(c), mul(get(jc), i32c(4))),
+        select(get(brs), i32c(4 * NR), get(directB)),
+        select(i32c(4), mul(get(kc), i32c(4)), get(directB)),
       ),
     ),
   );
