@@ -34,7 +34,7 @@ import {
   v128store,
   v128zero,
 } from "./emit.js";
-import { blockLoops, NR } from "./gemm-pack.js";
+import { blockLoops, NR, rowBlockLoops } from "./gemm-pack.js";
 
 /** The kinds, as the kernel's `kind` argument takes them. */
 export const CAUSAL_KIND = { cols: 0, k: 1, kT: 2 } as const;
@@ -257,21 +257,12 @@ function sgemmCausal(L: CausalLayout): Func {
             get(nc),
           ),
         ),
-        forRange(
-          ic,
-          i32c(0),
-          get(M),
+        rowBlockLoops(
+          { ic, mc, M, a: ag, ars, acs, pc, kc, t1: x, t2: y },
           L.mc,
-          set(mc, minI(sub(get(M), get(ic)), i32c(L.mc), x, y)),
-          call(
-            L.fn.packA,
-            pa,
-            add(get(ag), add(mul(get(ic), get(ars)), mul(get(pc), get(acs)))),
-            get(ars),
-            get(acs),
-            get(mc),
-            get(kc),
-          ),
+          L.fn.packA,
+          pa,
+          (_, packCall) => packCall,
           call(
             L.fn.gebpCausal,
             get(mc),

@@ -8,6 +8,7 @@ import {
   add,
   and,
   type Code,
+  call,
   cat,
   eq,
   Func,
@@ -31,6 +32,31 @@ import {
 } from "./emit.js";
 
 export const NR = 8;
+
+/**
+ * The drivers' loop over A's row blocks in K block pc (kc deep): ic over M in blocks of mc <= mcMax rows,
+ * each packed into `pa` by pack_a (function index `packA`) or as `pack` does it with that call, then
+ * `body`. Locals by index; t1 and t2 are scratch.
+ */
+export function rowBlockLoops(
+  v: Record<"ic" | "mc" | "M" | "a" | "ars" | "acs" | "pc" | "kc" | "t1" | "t2", number>,
+  mcMax: number,
+  packA: number,
+  pa: Code,
+  pack: (src: Code, packCall: Code) => Code,
+  ...body: Code[]
+): Code {
+  const src = add(get(v.a), add(mul(get(v.ic), get(v.ars)), mul(get(v.pc), get(v.acs))));
+  return forRange(
+    v.ic,
+    i32c(0),
+    get(v.M),
+    mcMax,
+    set(v.mc, minI(sub(get(v.M), get(v.ic)), i32c(mcMax), v.t1, v.t2)),
+    pack(src, call(packA, pa, src, get(v.ars), get(v.acs), get(v.mc), get(v.kc))),
+    ...body,
+  );
+}
 
 /**
  * The gemm drivers' outer loops (Goto/BLIS): column blocks jc of nc <= ncMax columns of N and, in each, K

@@ -34,7 +34,7 @@ import {
   v128zero,
 } from "./emit.js";
 import { f32x4splat } from "./fused-exp.js";
-import { blockLoops, NR } from "./gemm-pack.js";
+import { blockLoops, NR, rowBlockLoops } from "./gemm-pack.js";
 import type { GemmTile } from "./gemm-tile.js";
 
 /** The most columns B2 may have. */
@@ -179,21 +179,12 @@ export function sgemmPair(L: PairLayout): Func {
       eq(get(jc), i32c(0)),
       call(L.fn.packB, pb2, add(get(b2), mul(get(pc), get(brs2))), get(brs2), get(bcs2), get(kc), get(N2)),
     ),
-    forRange(
-      ic,
-      i32c(0),
-      get(M),
+    rowBlockLoops(
+      { ic, mc, M, a: a, ars, acs, pc, kc, t1: x, t2: y },
       L.mc,
-      set(mc, minI(sub(get(M), get(ic)), i32c(L.mc), x, y)),
-      call(
-        L.fn.packA,
-        pa,
-        add(get(a), add(mul(get(ic), get(ars)), mul(get(pc), get(acs)))),
-        get(ars),
-        get(acs),
-        get(mc),
-        get(kc),
-      ),
+      L.fn.packA,
+      pa,
+      (_, packCall) => packCall,
       gebp(
         get(nc),
         pb,

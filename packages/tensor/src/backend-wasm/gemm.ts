@@ -29,7 +29,7 @@ import {
   sub,
 } from "./emit.js";
 import { causalFuncs } from "./gemm-causal.js";
-import { blockLoops, NR, packA, packB } from "./gemm-pack.js";
+import { blockLoops, NR, packA, packB, rowBlockLoops } from "./gemm-pack.js";
 import { PAIR_MAX_N2, pairT, sgemmPair } from "./gemm-pair.js";
 import { FMA_TILE, type GemmTile, MUL_ADD_TILE, panelFn, tileEdge } from "./gemm-tile.js";
 
@@ -158,21 +158,12 @@ function rowBlocks(
   bStep: Code,
   bCol: Code,
 ): Code {
-  const src = add(get(v.a), add(mul(get(v.ic), get(v.ars)), mul(get(v.pc), get(v.acs))));
-  return forRange(
-    v.ic,
-    i32c(0),
-    get(v.M),
+  return rowBlockLoops(
+    v,
     mcOf(tile),
-    set(v.mc, minI(sub(get(v.M), get(v.ic)), i32c(mcOf(tile)), v.t1, v.t2)),
-    ifThen(
-      get(v.directA),
-      set(v.ap, src),
-      cat(
-        call(fn.pack_a, get(v.pa), src, get(v.ars), get(v.acs), get(v.mc), get(v.kc)),
-        set(v.ap, get(v.pa)),
-      ),
-    ),
+    fn.pack_a,
+    get(v.pa),
+    (src, packCall) => ifThen(get(v.directA), set(v.ap, src), cat(packCall, set(v.ap, get(v.pa)))),
     call(
       fn.gebp,
       get(v.mc),
