@@ -211,9 +211,14 @@ export function forRange(i: number, start: Code, end: Code, step: Code | number,
   ];
 }
 
+/** `do body while (cond)`: the body runs at least once, and no counter is compared on entry. */
+export function doWhile(cond: Code, ...body: Code[]): Code {
+  return [0x03, 0x40, ...body.flat(), ...cond, 0x0d, 0, 0x0b];
+}
+
 /** `do body while (--n !== 0)`: n must be positive on entry. */
 export function countDown(n: number, ...body: Code[]): Code {
-  return [0x03, 0x40, ...body.flat(), ...tee(n, sub(get(n), i32c(1))), 0x0d, 0, 0x0b];
+  return doWhile(tee(n, sub(get(n), i32c(1))), ...body);
 }
 
 export function ifThen(cond: Code, then: Code, otherwise?: Code): Code {

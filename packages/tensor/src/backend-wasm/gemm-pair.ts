@@ -11,6 +11,7 @@ import {
   type Code,
   call,
   cat,
+  doWhile,
   eq,
   Func,
   f32x4add,
@@ -117,7 +118,7 @@ export function pairT(tile: GemmTile): Func {
         set(end, add(get(ap), mul(get(kc), i32c(4 * MR)))),
         set(cp, add(get(c3), get(j))),
         // do ... while (ap != end), as the register tile's k loop
-        [0x03, 0x40, ...step.flat(), ...ne(get(ap), get(end)), 0x0d, 0, 0x0b],
+        doWhile(ne(get(ap), get(end)), ...step),
       ),
     ),
   );

@@ -16,6 +16,7 @@ import {
   add,
   type Code,
   cat,
+  doWhile,
   Func,
   f32add,
   f32c,
@@ -98,7 +99,7 @@ export function panelFn(tile: GemmTile, suffix = ""): Func {
     ...acc.map((v) => set(v, v128zero())),
     // do ... while (b != bEnd): no k counter, which V8 kept on the stack
     set(bEnd, add(get(b), mul(get(kc), get(bStep)))),
-    [0x03, 0x40, ...step.flat(), ...ne(get(b), get(bEnd)), 0x0d, 0, 0x0b],
+    doWhile(ne(get(b), get(bEnd)), ...step),
     ifThen(get(first), store(false), store(true)),
   );
   return f;
