@@ -7,6 +7,7 @@ import type { CausalSpec, View } from "../backend/backend.js";
 import { stridedOffsets } from "../backend-cpu/storage.js";
 import { type GemmTile, hasNarrowSet, KC, NR, tileFor } from "./gemm.js";
 import { CAUSAL_KIND } from "./gemm-causal.js";
+import { PAIR_MAX_N2 } from "./gemm-pair.js";
 import type { Heap } from "./heap.js";
 import type { Call, KernelFn, KernelPool } from "./kernel-pool.js";
 
@@ -51,8 +52,9 @@ export interface Gemm {
   /**
    * C = A B and C2 = A B2 (B2 at most PAIR_MAX_N2 columns) with each block of A packed once (gemm-pair.ts);
    * split over the threads, or when A B runs on the narrow tile, the two products one after the other.
+   * Adds the third product into its C3 when pair_t can take it; returns whether it did.
    */
-  runPair(a: View, b: View, b2: View, addr: PairAddresses, third?: PairThird): void;
+  runPair(a: View, b: View, b2: View, addr: PairAddresses, third?: PairThird): boolean;
   /** C = A B over only the parts `spec` keeps, 0 elsewhere (gemm-causal.ts); every element is written. */
   runCausal(a: View, b: View, aAddr: number, bAddr: number, cBase: number, spec: CausalSpec): void;
 }
@@ -282,31 +284,20 @@ export function createGemm(ctx: GemmContext): Gemm {
     p.run(calls, fns, heap, { work, withWork: () => true });
   };
 
-  /** C3 += scale A^T D as a plain product (A transposed in place) and a scaling pass. */
-  const runThird = (a: View, at: PairAddresses, third: PairThird): void => {
-    const aT = transposedView(a);
-    const { M, N, T } = productDims(aT, third.view);
-    run(aT, third.view, at.a, third.d, third.c3, true);
-    const c3 = new Float32Array(heap.buffer, third.c3, T * M * N);
-    for (let i = 0; i < c3.length; i++) c3[i]! *= third.scale;
-  };
-
-  const runPair = (a: View, b: View, b2: View, at: PairAddresses, third?: PairThird): void => {
+  const runPair = (a: View, b: View, b2: View, at: PairAddresses, third?: PairThird): boolean => {
     const { M, N, K, T } = productDims(a, b);
     const N2 = b2.layout.shape.at(-1)!;
     const N3 = third ? third.view.layout.shape.at(-1)! : 0;
     const pool = T * M * (N + N2) * K >= ctx.minThreaded ? ctx.pool() : null;
     // split over threads, or a product on the narrow tile (which a pass of the main tile would round
-    // differently from a * b alone): the products one by one; the third as well when pair_t cannot take it
+    // differently from a * b alone): the two products one by one, the third left to the caller
     if (pool?.ready || tileFor(ctx.tile, M, N) !== ctx.tile) {
       run(a, b, at.a, at.b, at.c);
       run(a, b2, at.a, at.b2, at.c2);
-      if (third) runThird(a, at, third);
-      return;
+      return false;
     }
     const dStrides = third?.view.layout.strides ?? [0, 1];
-    const fused = third && T === 1 && N3 % NR === 0 && N3 <= 2 * NR && dStrides.at(-1) === 1;
-    if (third && !fused) runThird(a, at, third);
+    const fused = third && T === 1 && N3 % NR === 0 && N3 <= PAIR_MAX_N2 && dStrides.at(-1) === 1;
     ctx.counters.matmulWasm++;
     const { aBatch, bBatch, ars, acs, brs, bcs } = operandLayout(a, b);
     const l2 = operandLayout(a, b2);
@@ -335,6 +326,7 @@ export function createGemm(ctx: GemmContext): Gemm {
         fused ? third.scale : 0,
         work,
       );
+    return fused === true;
   };
 
   return { run, runPair, runCausal };

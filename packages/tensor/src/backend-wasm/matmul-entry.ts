@@ -34,18 +34,21 @@ export function wasmPair(deps: {
     const { M, N, K, T } = productDims(a, b);
     const N2 = b2.layout.shape.at(-1)!;
     const N3 = third ? third.d.layout.shape.at(-1)! : 0;
+    // the third apart: a product with a transposed in place, then scaled in place (out3 is contiguous)
+    const thirdApart = (t: PairThirdViews): void => {
+      product(transposedView(a), t.d, t.out, false);
+      const o = dataOf(t.out) as Float32Array;
+      const at = t.out.layout.offset;
+      for (let i = at; i < at + T * K * N3; i++) o[i]! *= t.scale;
+    };
     const f32 = [a, b, b2, ...(third ? [third.d] : [])].every((v) => v.dtype === "float32");
     if (!f32 || N2 > PAIR_MAX_N2 || T * M * N * K < minWork || T * M * N * N2 * K === 0) {
       product(a, b, out, false);
       product(a, b2, out2, false);
-      if (third) {
-        product(transposedView(a), third.d, third.out, false);
-        const o = dataOf(third.out) as Float32Array | Float64Array;
-        const at = third.out.layout.offset;
-        for (let i = at; i < at + T * K * N3; i++) o[i]! *= third.scale;
-      }
+      if (third) thirdApart(third);
       return;
     }
+    let thirdDone = false;
     staged(
       heap,
       (st) => {
@@ -58,10 +61,11 @@ export function wasmPair(deps: {
           c3: st.out(third.out, T * K * N3, true),
           scale: third.scale,
         };
-        gemm.runPair(a, b, b2, addresses, t);
+        thirdDone = gemm.runPair(a, b, b2, addresses, t);
       },
       (v) => inHeap(v.storage),
     );
+    if (third && !thirdDone) thirdApart(third);
   };
 }
 
