@@ -78,6 +78,15 @@ export const minI = (a: Code, b: Code, tmpA: number, tmpB: number): Code => [
   0x48,
   0x1b, // select: a if a < b else b
 ];
+/** max of two i32 expressions (each evaluated once). */
+export const maxI = (a: Code, b: Code, tmpA: number, tmpB: number): Code => [
+  ...tee(tmpA, a),
+  ...tee(tmpB, b),
+  ...get(tmpA),
+  ...get(tmpB),
+  0x4a,
+  0x1b, // select: a if a > b else b
+];
 /** `l += n`. */
 export const inc = (l: number, n: Code | number): Code =>
   set(l, add(get(l), typeof n === "number" ? i32c(n) : n));

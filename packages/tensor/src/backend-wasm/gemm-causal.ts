@@ -3,8 +3,8 @@
 // a tile the mask cancels entirely is not computed at all, only zeroed (C comes uninitialized).
 // A and B are packed once per block as in sgemm (gemm.ts), and a tile's k range is a sub-range of its
 // packed panels. Blocks of 40 rows, each its own sgemm over the columns (or k) the block's last row
-// reaches, skipped only a quarter of the product instead of about half (0.89 against 1.17 ms at
-// 16 x 256 x 128 x 64, where this runs in 0.6).
+// reaches, skipped only a quarter of the product instead of about half (0.83-1.01 against 1.15-1.18 ms
+// at 16 x 256 x 128 x 64, where this runs in 0.67-0.73).
 
 import type { CausalSpec } from "../backend/backend.js";
 import {
@@ -26,6 +26,7 @@ import {
   i32or,
   ifThen,
   lt,
+  maxI,
   minI,
   mul,
   select,
@@ -52,9 +53,6 @@ export interface CausalLayout {
   /** Function indices: pack_a of the tile, pack_b, panel of the tile, tile_edge, and gebp_causal itself. */
   fn: { packA: number; packB: number; panel: number; tileEdge: number; gebpCausal: number };
 }
-
-const maxI = (a: Code, b: Code, tmpA: number, tmpB: number): Code =>
-  cat(set(tmpA, a), set(tmpB, b), select(get(tmpA), get(tmpB), gt(get(tmpA), get(tmpB))));
 
 /**
  * The k range [lo, hi) that rows [t0, t1] of C need under the causal rule, as (lo, hi) in absolute k, or

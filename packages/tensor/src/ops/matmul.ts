@@ -141,9 +141,9 @@ export function matmulPair(a: Tensor, b: Tensor, b2: Tensor, third?: { d: Tensor
       throw bad("expected a [..., M, K], b [..., K, N] and b2 [..., K, N2] with the same batch dims");
   if (d && (d.shape[r - 2] !== M || !shapesEqual(d.shape.slice(0, -2), batch)))
     throw bad("expected d [..., M, N3] with a's rows and batch dims");
-  if ([b, b2, ...(d ? [d] : [])].some((x) => x.dtype !== a.dtype)) throw bad("dtypes differ");
-  if ([b, b2, ...(d ? [d] : [])].some((x) => x.backend !== a.backend))
-    throw bad("tensors live on different backends");
+  const others = d ? [b, b2, d] : [b, b2];
+  if (others.some((x) => x.dtype !== a.dtype)) throw bad("dtypes differ");
+  if (others.some((x) => x.backend !== a.backend)) throw bad("tensors live on different backends");
   return noGrad(() => {
     const backend = a.backend;
     const separate = (): Tensor => a.mT.matmul(d!).mul(third!.scale);
