@@ -108,10 +108,14 @@ export async function child(args: string[]): Promise<void> {
     const [M, N, K] = dims(a, b);
     return 2 * batch(c) * M * N * K;
   });
-  wrap<(a: V, b: V, b2: V, c: V) => void>("matmulPair", (a, b, b2, c) => {
-    const [M, N, K] = dims(a, b);
-    return 2 * batch(c) * M * K * (N + b2.layout.shape.at(-1)!);
-  });
+  // with a third product (scale a^T d, LoRA's dB) its M K N3 multiply-adds too
+  wrap<(a: V, b: V, b2: V, c: V, c2: V, third?: { d: V }) => void>(
+    "matmulPair",
+    (a, b, b2, c, _c2, third) => {
+      const [M, N, K] = dims(a, b);
+      return 2 * batch(c) * M * K * (N + b2.layout.shape.at(-1)! + (third?.d.layout.shape.at(-1) ?? 0));
+    },
+  );
   wrap<(a: V, b: V, c: V, s: Spec) => void>("matmulCausal", (a, b, c, s) => {
     const [M, N, K] = dims(a, b);
     const groups = s.kind === "kT" ? K / s.period : M / s.period;
